@@ -1,0 +1,3 @@
+"""comms: stakeholder communications and engagement from files."""
+
+__version__ = "0.1.0"

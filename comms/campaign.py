@@ -1,0 +1,190 @@
+"""Campaign files: the schema (strict pydantic models), the loader with line numbers, JSON Schema."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+
+from . import _yaml
+from ._types import Email, HeaderText, Slug
+
+RsvpState = Literal["none", "accepted", "declined", "tentative", "waitlisted"]
+TIMING_RULES = ("send_at", "after", "before", "cron", "now")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Person(_Strict):
+    """An address with an optional display name (a sender or an event organiser)."""
+
+    email: Email
+    name: HeaderText = ""
+
+
+class AudienceExclude(_Strict):
+    """People left out even though the audience matches them (any of each list)."""
+
+    roles: list[str] = []
+    boroughs: list[str] = []
+    organisations: list[str] = []
+    tags: list[str] = []
+    emails: list[Email] = []
+
+
+class Audience(_Strict):
+    """Who a campaign reaches: roles, boroughs, organisations (any of each); tags (all of)."""
+
+    roles: list[str] = []
+    boroughs: list[str] = []
+    organisations: list[str] = []
+    tags: list[str] = []
+    exclude: AudienceExclude = AudienceExclude()
+
+
+class Event(_Strict):
+    """A workshop or meeting; invitations to it carry an iCalendar object."""
+
+    id: Slug
+    title: HeaderText
+    starts: datetime = Field(description="local time in the event's time zone")
+    ends: datetime
+    timezone: str | None = Field(None, description="IANA zone; default: the project's time zone")
+    location: str | None = None
+    online_url: HttpUrl | None = None
+    description: str | None = None
+    capacity: int | None = Field(None, gt=0, description="accepted beyond this go to a waitlist")
+    organiser: Person
+    status: Literal["confirmed", "cancelled"] = "confirmed"
+    reminder_minutes: int = Field(60, ge=0, description="calendar alarm before the start")
+
+    @model_validator(mode="after")
+    def _ends_after_start(self) -> Event:
+        if self.ends <= self.starts:
+            raise ValueError("ends must be after starts")
+        return self
+
+
+class After(_Strict):
+    """Per recipient: this long after the named step was sent to them."""
+
+    step: str
+    days: int = Field(0, ge=0)
+    hours: int = Field(0, ge=0)
+    minutes: int = Field(0, ge=0)
+
+    @property
+    def delta(self) -> timedelta:
+        return timedelta(days=self.days, hours=self.hours, minutes=self.minutes)
+
+
+class Before(_Strict):
+    """This long before the named event starts."""
+
+    event: str
+    days: int = Field(0, ge=0)
+    hours: int = Field(0, ge=0)
+
+    @property
+    def delta(self) -> timedelta:
+        return timedelta(days=self.days, hours=self.hours)
+
+
+class OnlyIf(_Strict):
+    """Conditions checked for each recipient at the moment of sending."""
+
+    rsvp: RsvpState | None = None
+    event: str | None = None
+    not_opened: str | None = None
+    not_clicked: str | None = None
+    responded: str | None = None
+    not_responded: str | None = None
+    attended: str | None = None
+    not_attended: str | None = None
+    roles: list[str] = []
+    tags: list[str] = []
+
+    @model_validator(mode="after")
+    def _rsvp_needs_event(self) -> OnlyIf:
+        if self.rsvp is not None and self.event is None:
+            raise ValueError("rsvp needs an event: {rsvp: none, event: ws1}")
+        return self
+
+
+class Step(_Strict):
+    """One message sent to (part of) the audience at a time given by exactly one timing rule."""
+
+    id: Slug
+    kind: Literal["email", "invite", "cancel"] = "email"
+    template: str = Field(description="path under templates/ without .html.j2")
+    subject: str = Field(description="a Jinja2 template; one line")
+    event: str | None = None
+    send_at: datetime | None = None
+    after: After | None = None
+    before: Before | None = None
+    cron: str | None = None
+    until: date | None = None
+    now: bool | None = None
+    only_if: OnlyIf | None = None
+
+    @model_validator(mode="after")
+    def _one_timing_rule(self) -> Step:
+        given = [rule for rule in TIMING_RULES if getattr(self, rule) not in (None, False)]
+        if len(given) != 1:
+            found = ", ".join(given) if given else "none"
+            raise ValueError(
+                f"step '{self.id}' needs exactly one timing rule of "
+                f"{' | '.join(TIMING_RULES)} (found: {found})"
+            )
+        if self.until is not None and self.cron is None:
+            raise ValueError("until goes with cron")
+        if self.kind in ("invite", "cancel") and self.event is None:
+            raise ValueError(f"a step of kind '{self.kind}' needs event: ID")
+        return self
+
+    @property
+    def event_id(self) -> str | None:
+        """The event this step is tied to, by any of its keys."""
+        if self.event:
+            return self.event
+        if self.before:
+            return self.before.event
+        if self.only_if:
+            return (self.only_if.event or self.only_if.attended or self.only_if.not_attended)
+        return None
+
+
+class Campaign(_Strict):
+    """One campaign file: an audience, optional events, and ordered steps."""
+
+    id: Slug
+    name: str
+    sender: Person
+    reply_to: Email | None = None
+    schedule: str | None = None
+    audience: Audience = Audience()
+    events: list[Event] = []
+    steps: list[Step] = Field(min_length=1)
+
+    def step(self, step_id: str) -> Step | None:
+        return next((s for s in self.steps if s.id == step_id), None)
+
+    def event(self, event_id: str) -> Event | None:
+        return next((e for e in self.events if e.id == event_id), None)
+
+
+def load_campaign(path: Path, display: Path | None = None) -> tuple[Campaign, _yaml.Located]:
+    """Parse and validate one campaign file (raises ConfigError / ValidationErrors with lines)."""
+    located = _yaml.load(path, display)
+    return _yaml.validate(Campaign, located), located
+
+
+def json_schema() -> dict[str, object]:
+    schema = Campaign.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "comms campaign"
+    return schema

@@ -1,0 +1,73 @@
+"""Schedule files: named sending policies (days, daily window, time zone, bank holidays, rate)."""
+
+from __future__ import annotations
+
+import re
+from datetime import time
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from . import _yaml
+from ._types import Slug
+
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+
+
+class Schedule(BaseModel):
+    """A sending policy: due times outside it move forward to its next allowed moment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Slug
+    timezone: str = "Europe/London"
+    days: list[Day] = list(DAYS)
+    window: str = Field("00:00-24:00", description='daily window, "HH:MM-HH:MM" local time')
+    skip_holidays: Literal["england", "scotland", "northern_ireland", "wales"] | None = None
+    max_per_minute: int | None = Field(None, gt=0)
+    catch_up_hours: float = Field(24, ge=0, description="send what fell due while down, if this recent")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name like Europe/London)")
+        return value
+
+    @field_validator("window")
+    @classmethod
+    def _window_shape(cls, value: str) -> str:
+        match = _WINDOW.match(value)
+        if not match or (match[1], match[2]) >= (match[3], match[4]):
+            raise ValueError(f'window must look like "09:00-17:30" with start before end, not {value!r}')
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def window_times(self) -> tuple[time, time | None]:
+        """(start, end); end None means midnight at the end of the day."""
+        start, end = self.window.split("-")
+        h, m = map(int, start.split(":"))
+        eh, em = map(int, end.split(":"))
+        return time(h, m), (None if eh == 24 else time(eh, em))
+
+
+def load_schedule(path: Path, display: Path | None = None) -> tuple[Schedule, _yaml.Located]:
+    located = _yaml.load(path, display)
+    return _yaml.validate(Schedule, located), located
+
+
+def json_schema() -> dict[str, object]:
+    schema = Schedule.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "comms schedule"
+    return schema
