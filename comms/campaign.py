@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Iterable
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
 from . import _yaml
 from ._types import Email, HeaderText, Slug
+from .errors import ConfigError
 
 RsvpState = Literal["none", "accepted", "declined", "tentative", "waitlisted"]
 TIMING_RULES = ("send_at", "after", "before", "cron", "now")
@@ -188,3 +191,76 @@ def json_schema() -> dict[str, object]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "comms campaign"
     return schema
+
+
+def check_references(campaign: Campaign, located: _yaml.Located, *, schedules: Collection[str],
+                     template_exists: Callable[[str], bool]) -> list[ConfigError]:
+    """Problems that need more than one key to see: unknown names, duplicates, cycles."""
+    problems: list[ConfigError] = []
+
+    def problem(loc: tuple[str | int, ...], message: str) -> None:
+        problems.append(located.error(loc, message))
+
+    if campaign.schedule and campaign.schedule not in schedules:
+        problem(("schedule",), f"unknown schedule '{campaign.schedule}' "
+                f"(schedules are: {_names(schedules)})")
+    events = [e.id for e in campaign.events]
+    steps = [s.id for s in campaign.steps]
+    for kind, ids in (("event", events), ("step", steps)):
+        seen: set[str] = set()
+        for i, ident in enumerate(ids):
+            if ident in seen:
+                problem((f"{kind}s", i, "id"), f"duplicate {kind} id '{ident}'")
+            seen.add(ident)
+    for i, event in enumerate(campaign.events):
+        if event.timezone:
+            try:
+                ZoneInfo(event.timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                problem(("events", i, "timezone"), f"unknown time zone '{event.timezone}'")
+
+    def step_ref(loc: tuple[str | int, ...], name: str | None, own: str) -> None:
+        if name is not None and (name not in steps or name == own):
+            problem(loc, f"unknown step '{name}' (steps are: {_names(s for s in steps if s != own)})")
+
+    def event_ref(loc: tuple[str | int, ...], name: str | None) -> None:
+        if name is not None and name not in events:
+            problem(loc, f"unknown event '{name}' (events are: {_names(events)})")
+
+    for i, step in enumerate(campaign.steps):
+        here: tuple[str | int, ...] = ("steps", i)
+        if not template_exists(step.template):
+            problem(here + ("template",), f"unknown template '{step.template}' "
+                    f"(expected templates/{step.template}.html.j2)")
+        event_ref(here + ("event",), step.event)
+        if step.after:
+            step_ref(here + ("after", "step"), step.after.step, step.id)
+        if step.before:
+            event_ref(here + ("before", "event"), step.before.event)
+        if step.only_if:
+            cond = step.only_if
+            for key in ("event", "attended", "not_attended"):
+                event_ref(here + ("only_if", key), getattr(cond, key))
+            for key in ("not_opened", "not_clicked", "responded", "not_responded"):
+                step_ref(here + ("only_if", key), getattr(cond, key), step.id)
+    problems += _after_cycles(campaign, located)
+    return problems
+
+
+def _after_cycles(campaign: Campaign, located: _yaml.Located) -> list[ConfigError]:
+    parent = {s.id: s.after.step for s in campaign.steps if s.after}
+    problems = []
+    for i, step in enumerate(campaign.steps):
+        seen, current = {step.id}, parent.get(step.id)
+        while current is not None and current not in seen:
+            seen.add(current)
+            current = parent.get(current)
+        if current == step.id:
+            problems.append(located.error(("steps", i, "after"),
+                                          f"step '{step.id}' waits on itself through 'after'"))
+    return problems
+
+
+def _names(names: Iterable[str]) -> str:
+    listed = ", ".join(sorted(names))
+    return listed or "none"

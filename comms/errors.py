@@ -39,8 +39,8 @@ class ConfigErrors(CommsError):
         super().__init__("\n".join(e.location_message() for e in self.errors))
 
 
-class TemplateError(CommsError):
-    """A template failed to compile or render (names the template, line and stakeholder)."""
+class TemplateError(ConfigError):
+    """A template failed to compile or render (names the template, its line and the stakeholder)."""
 
 
 class TransportError(CommsError):

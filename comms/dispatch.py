@@ -1,0 +1,259 @@
+"""Dispatch: claim sends in the store, compose, hand to the transport, record; exactly once.
+
+At most ``concurrency`` sends are claimed and not yet recorded at any moment, so a crash leaves
+at most that many ``uncertain`` (maybe sent, maybe not); they are reported, never re-sent silently.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .audience import from_row, matches
+from .campaign import Campaign, Step
+from .clock import Clock
+from .errors import CommsError, PermanentError, TemplateError, TransientError
+from .message import Composer, PreparedStep
+from .store import Store, runs
+from .store import sends as ledger
+from .transports.base import Transport
+
+ONCE = "once"
+HEARTBEAT_SECONDS = 10.0
+MAX_BACKOFF = 300.0
+
+
+@dataclass
+class Summary:
+    """What one dispatch of one step did."""
+
+    campaign: str
+    step: str
+    occurrence: str
+    sent: int = 0
+    already_sent: int = 0
+    suppressed: int = 0
+    failed: int = 0
+    uncertain: int = 0
+    would_send: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        parts = [f"{self.campaign}/{self.step}:"]
+        if self.would_send:
+            parts.append(f"{self.would_send} would be sent (dry run),")
+        parts.append(f"{self.sent} sent, {self.already_sent} already sent, "
+                     f"{self.suppressed} suppressed, {self.failed} failed, "
+                     f"{self.uncertain} uncertain")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    concurrency: int = 8
+    max_attempts: int = 5
+    max_per_minute: int | None = None
+    backoff_base: float = 1.0
+
+
+class Dispatcher:
+    def __init__(self, store: Store, transport: Transport, composer: Composer, *, clock: Clock,
+                 policy: Policy, progress: Callable[[int], None] | None = None) -> None:
+        self.store = store
+        self.transport = transport
+        self.composer = composer
+        self.clock = clock
+        self.policy = policy
+        self.progress = progress
+
+    def send(self, campaign: Campaign, step: Step, *, occurrence: str = ONCE,
+             respect_delay: bool = True, dry_run: bool = False) -> Summary:
+        """Send ``step`` to everyone in the audience who has not had it for this occurrence."""
+        key = ledger.Key(campaign.id, step.id, occurrence)
+        summary = Summary(campaign.id, step.id, occurrence)
+        audience = matches(campaign.audience, step.only_if)
+        after = None
+        if step.after is not None:
+            after = (step.after.step, step.after.delta if respect_delay else None)
+        now = self.clock.now()
+        prepared = self.composer.prepare(campaign, step, now=now)
+        if dry_run:
+            return self._dry_run(prepared, key, audience, summary)
+        with self.store.write() as conn:
+            ledger.mark_uncertain(conn, runs.dead_runs(conn, now))
+            before = ledger.key_counts(conn, key)
+            ledger.reopen_retryable(conn, key)
+            ledger.materialise(conn, key, audience, now, after=after)
+            ledger.mark_suppressed(conn, key)
+            run_id = runs.start(conn, "send", now)
+        summary.already_sent = before["sent"]
+        try:
+            self._deliver(prepared, key, run_id, summary)
+        finally:
+            with self.store.write() as conn:
+                runs.finish(conn, run_id, self.clock.now())
+                after_counts = ledger.key_counts(conn, key)
+        summary.suppressed = after_counts["suppressed"]
+        summary.uncertain = after_counts["uncertain"]
+        return summary
+
+    def _dry_run(self, prepared: PreparedStep, key: ledger.Key, audience: object,
+                 summary: Summary) -> Summary:
+        with self.store.read() as conn:
+            for row in ledger.unsent_audience(conn, key, audience):  # type: ignore[arg-type]
+                prepared.message(from_row(row), "0" * 32)  # renders: errors surface now
+                summary.would_send += 1
+        return summary
+
+    def _deliver(self, prepared: PreparedStep, key: ledger.Key, run_id: str,
+                 summary: Summary) -> None:
+        limit = max(1, self.policy.concurrency)
+        bucket = _Bucket(self.policy.max_per_minute, self.clock)
+        in_flight: dict[Future[_Result], int] = {}
+        done: list[_Result] = []
+        exhausted = False
+        last_beat = self.clock.now()
+        with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="comms-send") as pool:
+            try:
+                while True:
+                    now = self.clock.now()
+                    free = 0 if exhausted else bucket.take(limit - len(in_flight))
+                    with self.store.write() as conn:
+                        self._record(conn, run_id, done, summary, now)
+                        done = []
+                        claimed = ledger.claim(conn, key, run_id, free, now) if free else []
+                        if (now - last_beat).total_seconds() >= HEARTBEAT_SECONDS:
+                            runs.heartbeat(conn, run_id, now)
+                            last_beat = now
+                    if free and len(claimed) < free:
+                        exhausted = True
+                    bucket.give_back(free - len(claimed))
+                    for job in claimed:
+                        in_flight[pool.submit(self._attempt, prepared, job)] = job.id
+                    if not in_flight:
+                        if exhausted:
+                            break
+                        bucket.wait()
+                        continue
+                    finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        del in_flight[future]
+                        done.append(future.result())
+            except BaseException:
+                # Interrupted: claims not yet started go back; those under way finish first.
+                for future in list(in_flight):
+                    if future.cancel():
+                        with self.store.write() as conn:
+                            ledger.release(conn, run_id, [in_flight.pop(future)])
+                for future in in_flight:
+                    try:
+                        done.append(future.result())
+                    except BaseException:  # noqa: BLE001 - an unknown outcome stays claimed
+                        pass
+                raise
+            finally:
+                if done:
+                    with self.store.write() as conn:
+                        self._record(conn, run_id, done, summary, self.clock.now())
+
+    def _record(self, conn: object, run_id: str, results: list[_Result], summary: Summary,
+                now: datetime) -> None:
+        if not results:
+            return
+        ledger.record(conn, run_id, [r.outcome for r in results],  # type: ignore[arg-type]
+                      [a for r in results for a in r.attempts], now)
+        for result in results:
+            if result.outcome.status == "sent":
+                summary.sent += 1
+            else:
+                summary.failed += 1
+                if len(summary.failures) < 20:
+                    summary.failures.append(f"{result.email}: {result.outcome.error}")
+        if self.progress:
+            self.progress(len(results))
+
+    def _attempt(self, prepared: PreparedStep, job: ledger.Claimed) -> _Result:
+        person = from_row(job.stakeholder)
+        attempts: list[ledger.Attempt] = []
+
+        def failed(error: str, *, retryable: bool) -> _Result:
+            return _Result(person.email, ledger.Outcome(
+                send_id=job.id, status="failed", attempts=len(attempts), error=error,
+                retryable=retryable), attempts)
+
+        try:
+            message = prepared.message(person, job.uid)
+        except TemplateError as exc:
+            return failed(str(exc), retryable=False)
+        for n in range(1, self.policy.max_attempts + 1):
+            try:
+                provider_id = self.transport.send(message)
+            except TransientError as exc:
+                attempts.append(ledger.Attempt(send_id=job.id, at=self.clock.now(),
+                                               outcome="transient", status_code=exc.status,
+                                               detail=str(exc)))
+                if n == self.policy.max_attempts:
+                    return failed(f"gave up after {n} attempts: {exc}", retryable=True)
+                self.clock.sleep(self._backoff(n, exc.retry_after))
+            except (PermanentError, CommsError) as exc:
+                status = getattr(exc, "status", None)
+                attempts.append(ledger.Attempt(send_id=job.id, at=self.clock.now(),
+                                               outcome="permanent", status_code=status,
+                                               detail=str(exc)))
+                return failed(str(exc), retryable=False)
+            else:
+                attempts.append(ledger.Attempt(send_id=job.id, at=self.clock.now(),
+                                               outcome="sent"))
+                return _Result(person.email, ledger.Outcome(
+                    send_id=job.id, status="sent", attempts=n, provider_id=provider_id), attempts)
+        raise AssertionError("unreachable")
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        delay = min(MAX_BACKOFF, self.policy.backoff_base * 2 ** (attempt - 1))
+        delay *= 1 + random.random() * 0.25
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, MAX_BACKOFF))
+        return delay
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    email: str
+    outcome: ledger.Outcome
+    attempts: list[ledger.Attempt]
+
+
+class _Bucket:
+    """A per-minute rate limit on claims (no limit when ``per_minute`` is None)."""
+
+    def __init__(self, per_minute: int | None, clock: Clock) -> None:
+        self.per_minute = per_minute
+        self.clock = clock
+        self.tokens = float(per_minute or 0)
+        self.stamp = clock.now()
+
+    def take(self, wanted: int) -> int:
+        if self.per_minute is None:
+            return max(0, wanted)
+        now = self.clock.now()
+        elapsed = (now - self.stamp).total_seconds()
+        self.stamp = now
+        self.tokens = min(float(self.per_minute), self.tokens + elapsed * self.per_minute / 60)
+        granted = max(0, min(wanted, int(self.tokens)))
+        self.tokens -= granted
+        return granted
+
+    def give_back(self, unused: int) -> None:
+        if self.per_minute is not None and unused > 0:
+            self.tokens += unused
+
+    def wait(self) -> None:
+        if self.per_minute is not None:
+            self.clock.sleep(max(0.01, (1 - self.tokens) * 60 / self.per_minute))
+
+
+def occurrence_for(step: Step) -> str:
+    return ONCE

@@ -1,0 +1,100 @@
+"""A comms project: campaigns/, templates/, schedules/, stakeholders/ found by convention."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import _yaml
+from .audience import Directory, read_directory
+from .campaign import Campaign, check_references, load_campaign
+from .errors import ConfigError, ConfigErrors, NotFound
+from .render import Renderer
+from .schedule import Schedule, load_schedule
+
+STAKEHOLDER_SUFFIXES = (".csv", ".yaml", ".yml")
+
+
+@dataclass
+class Project:
+    """Everything read from a project's files, with every problem found (nothing raised)."""
+
+    root: Path
+    campaigns: dict[str, Campaign] = field(default_factory=dict)
+    sources: dict[str, _yaml.Located] = field(default_factory=dict)
+    schedules: dict[str, Schedule] = field(default_factory=dict)
+    directory: Directory = field(default_factory=Directory)
+    problems: list[ConfigError] = field(default_factory=list)
+    renderer: Renderer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.renderer = Renderer(self.root / "templates")
+
+    @property
+    def errors(self) -> list[ConfigError]:
+        return [p for p in self.problems if not p.warning]
+
+    @property
+    def stakeholder_files(self) -> list[Path]:
+        folder = self.root / "stakeholders"
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.iterdir() if p.suffix.lower() in STAKEHOLDER_SUFFIXES)
+
+    def campaign(self, campaign_id: str) -> Campaign:
+        try:
+            return self.campaigns[campaign_id]
+        except KeyError:
+            known = ", ".join(sorted(self.campaigns)) or "none"
+            raise NotFound(f"unknown campaign '{campaign_id}' (campaigns are: {known})") from None
+
+    def raise_errors(self) -> None:
+        if self.errors:
+            raise ConfigErrors(self.errors)
+
+
+def load_project(root: Path) -> Project:
+    """Read every file of the project at ``root``; problems are collected, not raised."""
+    root = root.resolve()
+    if not (root / "campaigns").is_dir():
+        raise ConfigErrors([ConfigError(
+            "not a comms project: no campaigns/ folder here (use --project DIR)", path=root)])
+    project = Project(root)
+    for path in _yaml_files(root / "schedules"):
+        try:
+            schedule, located = load_schedule(path, path.relative_to(root))
+        except (ConfigError, _yaml.ValidationErrors) as exc:
+            project.problems += _as_list(exc)
+            continue
+        if schedule.id in project.schedules:
+            project.problems.append(located.error(("id",), f"duplicate schedule id '{schedule.id}'"))
+        project.schedules[schedule.id] = schedule
+    for path in _yaml_files(root / "campaigns"):
+        try:
+            campaign, located = load_campaign(path, path.relative_to(root))
+        except (ConfigError, _yaml.ValidationErrors) as exc:
+            project.problems += _as_list(exc)
+            continue
+        if campaign.id in project.campaigns:
+            first = project.sources[campaign.id].path
+            project.problems.append(located.error(
+                ("id",), f"duplicate campaign id '{campaign.id}' (also in {first})"))
+            continue
+        project.campaigns[campaign.id] = campaign
+        project.sources[campaign.id] = located
+        project.problems += check_references(
+            campaign, located, schedules=project.schedules.keys(),
+            template_exists=project.renderer.exists)
+    project.directory = read_directory(project.stakeholder_files, root)
+    project.problems += project.directory.problems
+    return project
+
+
+def _yaml_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml"))
+
+
+def _as_list(exc: ConfigError | _yaml.ValidationErrors) -> list[ConfigError]:
+    return exc.errors if isinstance(exc, _yaml.ValidationErrors) else [exc]

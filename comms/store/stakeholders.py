@@ -1,0 +1,81 @@
+"""Mirror the stakeholder directory into the store, one source file at a time."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import and_, select, update
+
+from ..audience import Stakeholder, to_row
+from ..suppression import AddressHasher, forgotten_hashes
+from . import Store, tables
+from .upsert import upsert
+
+_BATCH = 1000
+
+
+@dataclass(slots=True)
+class SyncResult:
+    upserted: int = 0
+    deactivated: int = 0
+    unchanged_sources: int = 0
+    forgotten: list[Stakeholder] = field(default_factory=list)  # erased people, not re-imported
+
+
+def fingerprint(paths: Sequence[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def sync(store: Store, people: Sequence[Stakeholder], *, now: datetime,
+         fingerprint_key: str | None = None, fingerprint_value: str | None = None) -> SyncResult:
+    """Upsert ``people``; deactivate people of the same sources that are gone from them.
+
+    With a fingerprint (of the source files), a directory that has not changed since the last
+    sync costs one query.
+    """
+    result = SyncResult()
+    m = tables.meta
+    if fingerprint_key:
+        with store.read() as conn:
+            seen = conn.execute(select(m.c.value).where(m.c.key == fingerprint_key)).scalar()
+        if seen == fingerprint_value:
+            result.unchanged_sources = 1
+            return result
+    hasher = AddressHasher(store)
+    s = tables.stakeholders
+    by_source: dict[str, set[str]] = defaultdict(set)
+    with store.write() as conn:
+        forgotten = forgotten_hashes(conn)
+        rows = []
+        for person in people:
+            by_source[person.source].add(person.key)
+            if forgotten and hasher(person.email) in forgotten:
+                result.forgotten.append(person)
+                continue
+            rows.append(to_row(person) | {"active": True, "updated_at": now})
+        columns = [c for c in rows[0] if c != "email"] if rows else []
+        for i in range(0, len(rows), _BATCH):
+            upsert(conn, s, rows[i:i + _BATCH], ["email"], columns)
+        result.upserted = len(rows)
+        for source, keys in by_source.items():
+            present = set(conn.execute(
+                select(s.c.email).where(s.c.source == source, s.c.active)).scalars())
+            gone = sorted(present - keys)
+            for i in range(0, len(gone), _BATCH):
+                conn.execute(update(s).where(and_(s.c.source == source,
+                                                  s.c.email.in_(gone[i:i + _BATCH])))
+                             .values(active=False, updated_at=now))
+            result.deactivated += len(gone)
+        if fingerprint_key and fingerprint_value:
+            upsert(conn, m, [{"key": fingerprint_key, "value": fingerprint_value}], ["key"],
+                   ["value"])
+    return result
+

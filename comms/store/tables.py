@@ -1,0 +1,149 @@
+"""The store's tables (SQLAlchemy Core). Migrations in ``migrations/versions`` create the same."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on SQLite (which keeps no zone) as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+meta = Table(
+    "meta", metadata,
+    Column("key", String(100), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+stakeholders = Table(
+    "stakeholders", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),  # case-folded key
+    Column("display_email", String(320), nullable=False),
+    Column("first_name", String(200), nullable=False, server_default=""),
+    Column("last_name", String(200), nullable=False, server_default=""),
+    Column("role", String(100), nullable=False, server_default=""),
+    Column("organisation", String(200), nullable=False, server_default=""),
+    Column("borough", String(100), nullable=False, server_default=""),
+    Column("job_title", String(200), nullable=False, server_default=""),
+    Column("tags", Text, nullable=False, server_default=";"),  # ";a;b;" for LIKE matching
+    Column("attributes", Text, nullable=False, server_default="{}"),  # JSON
+    Column("source", String(500), nullable=False, server_default=""),
+    Column("active", Boolean, nullable=False, server_default="1"),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+Index("ix_stakeholders_role", stakeholders.c.role)
+
+runs = Table(
+    "runs", metadata,
+    Column("id", String(32), primary_key=True),
+    Column("host", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("command", String(100), nullable=False),
+    Column("started_at", UtcDateTime(), nullable=False),
+    Column("heartbeat_at", UtcDateTime(), nullable=False),
+    Column("finished_at", UtcDateTime()),
+)
+
+sends = Table(
+    "sends", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("uid", String(32), nullable=False, unique=True),  # opaque: custom arg, Message-ID
+    Column("campaign", String(64), nullable=False),
+    Column("step", String(64), nullable=False),
+    Column("occurrence", String(40), nullable=False),
+    Column("stakeholder_id", Integer, ForeignKey("stakeholders.id", ondelete="CASCADE"),
+           nullable=False),
+    # pending | claimed | sent | failed | uncertain | suppressed
+    Column("status", String(16), nullable=False),
+    Column("run_id", String(32)),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("retryable", Boolean, nullable=False, server_default="0"),
+    Column("provider_id", String(200)),
+    Column("error", Text),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("claimed_at", UtcDateTime()),
+    Column("sent_at", UtcDateTime()),
+    UniqueConstraint("campaign", "step", "occurrence", "stakeholder_id", name="uq_sends_key"),
+)
+Index("ix_sends_queue", sends.c.campaign, sends.c.step, sends.c.occurrence, sends.c.status)
+Index("ix_sends_stakeholder", sends.c.stakeholder_id)
+
+attempts = Table(
+    "attempts", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("send_id", Integer, ForeignKey("sends.id", ondelete="CASCADE"), nullable=False),
+    Column("run_id", String(32), nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("outcome", String(16), nullable=False),  # sent | transient | permanent
+    Column("status_code", Integer),
+    Column("detail", Text),
+)
+Index("ix_attempts_send", attempts.c.send_id)
+
+suppressions = Table(
+    "suppressions", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email_hash", String(64), nullable=False, unique=True),  # keyed hash, kept after erasure
+    Column("email", String(320)),  # case-folded; NULL once the person is forgotten
+    Column("reason", String(32), nullable=False),  # unsubscribed | bounced | spam | manual | forgotten
+    Column("source", String(200), nullable=False, server_default=""),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+Index("ix_suppressions_email", suppressions.c.email)
+
+responses = Table(
+    "responses", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("send_id", Integer, ForeignKey("sends.id", ondelete="CASCADE")),
+    Column("stakeholder_id", Integer, ForeignKey("stakeholders.id", ondelete="CASCADE")),
+    Column("campaign", String(64)),
+    Column("step", String(64)),
+    Column("event", String(64)),
+    Column("kind", String(32), nullable=False),
+    Column("detail", Text),
+    Column("machine", Boolean, nullable=False, server_default="0"),
+    Column("provider_event_id", String(200), unique=True),
+    Column("occurred_at", UtcDateTime(), nullable=False),
+    Column("received_at", UtcDateTime(), nullable=False),
+    Column("raw", Text),
+)
+Index("ix_responses_send", responses.c.send_id)
+Index("ix_responses_stakeholder", responses.c.stakeholder_id)

@@ -1,0 +1,32 @@
+"""INSERT ... ON CONFLICT for SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Table
+from sqlalchemy.dialects import postgresql, sqlite
+
+
+def insert_ignore(conn: Connection, table: Table, rows: Sequence[dict[str, Any]],
+                  key: Sequence[str]) -> None:
+    """Insert rows, skipping those whose ``key`` columns already exist."""
+    if rows:
+        conn.execute(_insert(conn, table).on_conflict_do_nothing(index_elements=list(key)), rows)
+
+
+def upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], key: Sequence[str],
+           update: Sequence[str]) -> None:
+    """Insert rows; where ``key`` exists already, overwrite the ``update`` columns."""
+    if not rows:
+        return
+    stmt = _insert(conn, table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(key), set_={c: stmt.excluded[c] for c in update})
+    conn.execute(stmt, rows)
+
+
+def _insert(conn: Connection, table: Table) -> Any:
+    module = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return module.insert(table)

@@ -1,0 +1,1 @@
+"""What comes back: tokens for links, RSVPs, replies, provider events, suppression."""
