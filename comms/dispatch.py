@@ -7,10 +7,12 @@ at most that many ``uncertain`` (maybe sent, maybe not); they are reported, neve
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import Connection
 
 from .audience import from_row, matches
 from .campaign import Campaign, Step
@@ -51,6 +53,12 @@ class Summary:
         return " ".join(parts)
 
 
+class Progress(Protocol):
+    def start(self, label: str, total: int) -> None: ...
+
+    def advance(self, n: int) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     concurrency: int = 8
@@ -61,7 +69,7 @@ class Policy:
 
 class Dispatcher:
     def __init__(self, store: Store, transport: Transport, composer: Composer, *, clock: Clock,
-                 policy: Policy, progress: Callable[[int], None] | None = None) -> None:
+                 policy: Policy, progress: Progress | None = None) -> None:
         self.store = store
         self.transport = transport
         self.composer = composer
@@ -89,7 +97,10 @@ class Dispatcher:
             ledger.materialise(conn, key, audience, now, after=after)
             ledger.mark_suppressed(conn, key)
             run_id = runs.start(conn, "send", now)
+            pending = ledger.key_counts(conn, key)["pending"]
         summary.already_sent = before["sent"]
+        if self.progress:
+            self.progress.start(f"{campaign.id}/{step.id}", pending)
         try:
             self._deliver(prepared, key, run_id, summary)
         finally:
@@ -100,10 +111,10 @@ class Dispatcher:
         summary.uncertain = after_counts["uncertain"]
         return summary
 
-    def _dry_run(self, prepared: PreparedStep, key: ledger.Key, audience: object,
+    def _dry_run(self, prepared: PreparedStep, key: ledger.Key, audience: Any,
                  summary: Summary) -> Summary:
         with self.store.read() as conn:
-            for row in ledger.unsent_audience(conn, key, audience):  # type: ignore[arg-type]
+            for row in ledger.unsent_audience(conn, key, audience):
                 prepared.message(from_row(row), "0" * 32)  # renders: errors surface now
                 summary.would_send += 1
         return summary
@@ -159,11 +170,11 @@ class Dispatcher:
                     with self.store.write() as conn:
                         self._record(conn, run_id, done, summary, self.clock.now())
 
-    def _record(self, conn: object, run_id: str, results: list[_Result], summary: Summary,
+    def _record(self, conn: Connection, run_id: str, results: list[_Result], summary: Summary,
                 now: datetime) -> None:
         if not results:
             return
-        ledger.record(conn, run_id, [r.outcome for r in results],  # type: ignore[arg-type]
+        ledger.record(conn, run_id, [r.outcome for r in results],
                       [a for r in results for a in r.attempts], now)
         for result in results:
             if result.outcome.status == "sent":
@@ -173,7 +184,7 @@ class Dispatcher:
                 if len(summary.failures) < 20:
                     summary.failures.append(f"{result.email}: {result.outcome.error}")
         if self.progress:
-            self.progress(len(results))
+            self.progress.advance(len(results))
 
     def _attempt(self, prepared: PreparedStep, job: ledger.Claimed) -> _Result:
         person = from_row(job.stakeholder)
@@ -254,6 +265,3 @@ class _Bucket:
         if self.per_minute is not None:
             self.clock.sleep(max(0.01, (1 - self.tokens) * 60 / self.per_minute))
 
-
-def occurrence_for(step: Step) -> str:
-    return ONCE

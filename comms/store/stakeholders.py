@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import Connection, and_, func, select, update
 
 from ..audience import Stakeholder, to_row
 from ..suppression import AddressHasher, forgotten_hashes
@@ -79,3 +79,18 @@ def sync(store: Store, people: Sequence[Stakeholder], *, now: datetime,
                    ["value"])
     return result
 
+
+
+def listing(conn: Connection, *, role: str | None = None,
+            borough: str | None = None) -> list[dict[str, object]]:
+    s = tables.stakeholders
+    query = select(s).where(s.c.active).order_by(s.c.borough, s.c.last_name, s.c.first_name)
+    if role:
+        query = query.where(s.c.role == role.lower())
+    if borough:
+        query = query.where(func.lower(s.c.borough) == borough.lower())
+    rows = []
+    for row in conn.execute(query).mappings():
+        rows.append(dict(row) | {"email": row["display_email"],
+                                 "tags": [t for t in row["tags"].split(";") if t]})
+    return rows

@@ -1,0 +1,78 @@
+"""Wiring: settings + project + store + composer + transport, built once per command or process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from .clock import Clock, SystemClock
+from .dispatch import Dispatcher, Policy
+from .message import Composer
+from .project import Project, load_project
+from .settings import Settings, load_settings
+from .store import Store
+from .store.stakeholders import SyncResult, fingerprint, sync
+from .tracking.tokens import Tokens
+from .transports.base import Transport
+
+
+class App:
+    """One project as a running application. Library calls take what they need from here."""
+
+    def __init__(self, settings: Settings, *, clock: Clock | None = None,
+                 transport: Transport | None = None) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self._transport = transport
+
+    @classmethod
+    def for_project(cls, project_dir: Path | str | None = None, **flags: Any) -> App:
+        return cls(load_settings(project_dir, **flags))
+
+    @cached_property
+    def project(self) -> Project:
+        return load_project(self.settings.project_dir)
+
+    @cached_property
+    def store(self) -> Store:
+        return Store(self.settings.resolved_database_url)
+
+    @cached_property
+    def tokens(self) -> Tokens:
+        secret = self.settings.secret_key
+        key = secret.get_secret_value() if secret else self.store.secret("signing")
+        return Tokens(key, self.settings.base_url)
+
+    @cached_property
+    def composer(self) -> Composer:
+        return Composer(self.project.renderer, self.tokens, timezone=self.settings.timezone)
+
+    @property
+    def transport(self) -> Transport:
+        if self._transport is None:
+            from .transports import make_transport
+
+            self._transport = make_transport(self.settings)
+        return self._transport
+
+    def sync_directory(self) -> SyncResult:
+        """Mirror stakeholders/ into the store (one query when the files have not changed)."""
+        files = self.project.stakeholder_files
+        return sync(self.store, self.project.directory.people, now=self.clock.now(),
+                    fingerprint_key="directory:stakeholders", fingerprint_value=fingerprint(files))
+
+    def dispatcher(self, *, max_per_minute: int | None = None,
+                   progress: Callable[[int], None] | None = None) -> Dispatcher:
+        concurrency = 1 if self.settings.transport == "outbox" else self.settings.concurrency
+        policy = Policy(concurrency=concurrency, max_attempts=self.settings.max_attempts,
+                        max_per_minute=max_per_minute)
+        return Dispatcher(self.store, self.transport, self.composer, clock=self.clock,
+                          policy=policy, progress=progress)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+        if "store" in self.__dict__:
+            self.store.dispose()

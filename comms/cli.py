@@ -1,0 +1,260 @@
+"""The ``comms`` command: thin shells over the library. Exit 0 ok, 1 runtime failure, 2 bad input."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from . import __version__, output
+from .app import App
+from .errors import CommsError, ConfigError, ConfigErrors, NotFound
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Failure(click.ClickException):
+    """Printed as is (one problem per line), with the exit code of its kind."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file: Any = None) -> None:
+        click.echo(self.message, err=True)
+
+
+def handle_errors(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConfigErrors as exc:
+            raise Failure("\n".join(e.location_message() for e in exc.errors), 2) from None
+        except ConfigError as exc:
+            raise Failure(exc.location_message(), 2) from None
+        except NotFound as exc:
+            raise Failure(f"error: {exc}", 2) from None
+        except CommsError as exc:
+            raise Failure(f"error: {exc}", 1) from None
+    return wrapper  # type: ignore[return-value]
+
+
+def project_option(fn: F) -> F:
+    return click.option("--project", "project_dir", type=click.Path(file_okay=False, path_type=Path),
+                        default=None, help="The project folder (default: COMMS_PROJECT_DIR or .)")(fn)
+
+
+def format_option(*choices: str) -> Callable[[F], F]:
+    return click.option("--format", "fmt", type=click.Choice(choices), default=choices[0],
+                        show_default=True)
+
+
+def make_app(project_dir: Path | None) -> App:
+    return App.for_project(project_dir)
+
+
+def loaded(app: App) -> App:
+    """The app with its project loaded and free of errors (else exit 2 listing them)."""
+    app.project.raise_errors()
+    return app
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="comms")
+def cli() -> None:
+    """Stakeholder communications from files: campaigns, invitations, tracking, reports."""
+
+
+@cli.command()
+@project_option
+@handle_errors
+def validate(project_dir: Path | None) -> None:
+    """Check every file and render every message of every step for every recipient."""
+    from .preflight import check
+
+    app = make_app(project_dir)
+    problems = check(app.project, timezone=app.settings.timezone, now=app.clock.now())
+    for problem in problems:
+        click.echo(problem.location_message(), err=True)
+    errors = [p for p in problems if not p.warning]
+    if errors:
+        raise Failure(f"{len(errors)} problem(s) found", 2)
+    project = app.project
+    click.echo(f"ok: {len(project.campaigns)} campaigns, {len(project.schedules)} schedules, "
+               f"{len(project.directory.people)} stakeholders")
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(["campaign", "schedule"]), default="campaign")
+def schema(kind: str) -> None:
+    """Print the JSON Schema of campaign (or schedule) files, for editor autocompletion."""
+    from . import campaign, schedule
+
+    module = campaign if kind == "campaign" else schedule
+    click.echo(json.dumps(module.json_schema(), indent=2))
+
+
+@cli.command()
+@click.argument("campaign", required=False)
+@format_option("table", "json")
+@project_option
+@handle_errors
+def plan(campaign: str | None, fmt: str, project_dir: Path | None) -> None:
+    """The timeline: each step occurrence, when it is due and to how many people."""
+    from .plan import timeline
+
+    app = loaded(make_app(project_dir))
+    app.sync_directory()
+    with app.store.read() as conn:
+        rows = [o.as_json() for o in timeline(app.project, conn, timezone=app.settings.timezone,
+                                               now=app.clock.now(), campaign_id=campaign)]
+    columns = ["campaign", "step", "occurrence", "due", "rule", "recipients"]
+    click.echo(output.render(rows, columns, fmt))
+
+
+@cli.command()
+@click.argument("campaign")
+@click.argument("step")
+@click.option("--to", "email", required=True, help="The stakeholder's address")
+@project_option
+@handle_errors
+def preview(campaign: str, step: str, email: str, project_dir: Path | None) -> None:
+    """Render one step for one stakeholder: subject, text, and the path of the HTML."""
+    from .preview import preview as render_preview
+
+    app = loaded(make_app(project_dir))
+    shown = render_preview(app, campaign, step, email)
+    click.echo(f"From: {shown.message.sender.name} <{shown.message.sender.email}>")
+    click.echo(f"To: {shown.message.to.name} <{shown.message.to.email}>")
+    click.echo(f"Subject: {shown.message.subject}")
+    click.echo(f"HTML: {shown.html_path}")
+    click.echo("")
+    click.echo(shown.message.text)
+
+
+@cli.command()
+@click.argument("campaign")
+@click.option("--step", "steps", multiple=True, help="Send this step now, whatever its timing "
+              "(repeatable). Without it: every step that is due.")
+@click.option("--dry-run", is_flag=True, help="Render and count; send nothing, write nothing.")
+@project_option
+@handle_errors
+def send(campaign: str, steps: tuple[str, ...], dry_run: bool, project_dir: Path | None) -> None:
+    """Send now, to the audience, the due (or given) steps. A second run sends nothing new."""
+    from .plan import steps_due
+    from .progress import progress_bar
+
+    app = loaded(make_app(project_dir))
+    chosen = app.project.campaign(campaign)
+    if steps:
+        unknown = [s for s in steps if chosen.step(s) is None]
+        if unknown:
+            known = ", ".join(s.id for s in chosen.steps)
+            raise NotFound(f"unknown step '{unknown[0]}' in {campaign} (steps are: {known})")
+        todo = [chosen.step(s) for s in steps]
+    else:
+        todo, waiting = steps_due(chosen, timezone=app.settings.timezone, now=app.clock.now())
+        for step, why in waiting:
+            click.echo(f"{campaign}/{step.id}: {why}", err=True)
+    app.sync_directory()
+    schedule = app.project.schedules.get(chosen.schedule or "")
+    failed = 0
+    try:
+        with progress_bar() as bar:
+            dispatcher = app.dispatcher(
+                max_per_minute=schedule.max_per_minute if schedule else None, progress=bar)
+            for step in todo:
+                assert step is not None
+                summary = dispatcher.send(chosen, step, respect_delay=not steps, dry_run=dry_run)
+                click.echo(summary.line())
+                for failure in summary.failures:
+                    click.echo(f"  failed: {failure}", err=True)
+                failed += summary.failed
+    finally:
+        app.close()
+    if failed:
+        raise Failure(f"{failed} send(s) failed; see `comms status`", 1)
+
+
+@cli.command()
+@click.argument("campaign", required=False)
+@format_option("table", "json")
+@project_option
+@handle_errors
+def status(campaign: str | None, fmt: str, project_dir: Path | None) -> None:
+    """Per step: due, sent, pending, failed, uncertain; and the uncertain sends by name."""
+    from .status import status as get_status
+    from .store.sends import STATES
+
+    app = loaded(make_app(project_dir))
+    result = get_status(app.project, app.store, timezone=app.settings.timezone,
+                        now=app.clock.now(), campaign_id=campaign)
+    if fmt == "json":
+        click.echo(json.dumps(result.as_json(), indent=2))
+        return
+    click.echo(output.render(result.steps, ["campaign", "step", "due", *STATES], "table"))
+    if result.uncertain:
+        click.echo(f"\n{len(result.uncertain)} uncertain (claimed by a process that stopped; "
+                   "maybe sent, maybe not):")
+        click.echo(output.render(result.uncertain, ["campaign", "step", "email", "claimed_at"],
+                                 "table"))
+
+
+@cli.group()
+def contacts() -> None:
+    """The stakeholder directory in the store."""
+
+
+@contacts.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@project_option
+@handle_errors
+def contacts_import(path: Path, project_dir: Path | None) -> None:
+    """Check a CSV/YAML directory file and add or update its people in the store."""
+    from .audience import read_directory
+    from .store.stakeholders import sync
+
+    app = make_app(project_dir)
+    directory = read_directory([path.resolve()])
+    if directory.problems:
+        raise ConfigErrors(directory.problems)
+    result = sync(app.store, directory.people, now=app.clock.now())
+    for person in result.forgotten:
+        click.echo(f"{path}:{person.line}: warning: skipped: this address was erased on request",
+                   err=True)
+    click.echo(f"imported {result.upserted} from {path}; {result.deactivated} no longer listed")
+
+
+@contacts.command("list")
+@click.option("--role")
+@click.option("--borough")
+@format_option("table", "csv", "json")
+@project_option
+@handle_errors
+def contacts_list(role: str | None, borough: str | None, fmt: str,
+                  project_dir: Path | None) -> None:
+    """The people in the store (the project's stakeholders/ is synced first)."""
+    from .store.stakeholders import listing
+
+    app = make_app(project_dir)
+    if not app.project.errors:
+        app.sync_directory()
+    with app.store.read() as conn:
+        rows = listing(conn, role=role, borough=borough)
+    columns = ["email", "first_name", "last_name", "role", "organisation", "borough", "job_title",
+               "tags"]
+    click.echo(output.render(rows, columns, fmt))
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)

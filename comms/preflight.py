@@ -1,0 +1,61 @@
+"""Pre-flight: every step of every campaign rendered for every recipient before anything is sent."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from .audience import from_row, matches
+from .errors import ConfigError, TemplateError
+from .message import Composer
+from .project import Project
+from .store import Store, tables
+from .store.stakeholders import sync
+from .tracking.tokens import Tokens
+
+PREVIEW_UID = "0" * 32
+
+
+def check(project: Project, *, timezone: str, now: datetime) -> list[ConfigError]:
+    """All problems of the project: load errors, then audiences and rendering (warnings too)."""
+    problems = list(project.problems)
+    store = Store("sqlite://")  # a scratch store: validate writes nothing to the project's
+    try:
+        sync(store, project.directory.people, now=now)
+        composer = Composer(project.renderer, Tokens("preflight", "https://comms.invalid"),
+                            timezone=timezone)
+        with store.read() as conn:
+            for campaign_id, campaign in project.campaigns.items():
+                located = project.sources[campaign_id]
+                audience = matches(campaign.audience)
+                count = conn.execute(select(func.count()).select_from(tables.stakeholders)
+                                     .where(audience)).scalar()
+                if not count:
+                    problems.append(located.error(("audience",), "audience matches nobody in "
+                                                  "stakeholders/", warning=True))
+                for i, step in enumerate(campaign.steps):
+                    try:
+                        prepared = composer.prepare(campaign, step, now=now)
+                    except TemplateError as exc:
+                        problems.append(exc)
+                        continue
+                    failures: dict[str, list[TemplateError]] = defaultdict(list)
+                    rows = conn.execute(select(tables.stakeholders)
+                                        .where(matches(campaign.audience, step.only_if))
+                                        .order_by(tables.stakeholders.c.id)).mappings()
+                    for row in rows:
+                        try:
+                            prepared.message(from_row(row), PREVIEW_UID)
+                        except TemplateError as exc:
+                            failures[f"{exc.path}:{exc.line}:{exc.message.split(' (')[0]}"].append(exc)
+                    for group in failures.values():
+                        first = group[0]
+                        more = f" (and {len(group) - 1} more recipients)" if len(group) > 1 else ""
+                        problems.append(TemplateError(
+                            f"{first.message}{more}; step '{step.id}' of {located.path}",
+                            path=first.path, line=first.line))
+    finally:
+        store.dispose()
+    return problems

@@ -1,0 +1,37 @@
+"""One step rendered for one stakeholder, for a person to look at before sending."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._types import email_key
+from .app import App
+from .errors import NotFound
+from .transports.base import Message
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    message: Message
+    html_path: Path
+
+
+def preview(app: App, campaign_id: str, step_id: str, email: str) -> Preview:
+    campaign = app.project.campaign(campaign_id)
+    step = campaign.step(step_id)
+    if step is None:
+        known = ", ".join(s.id for s in campaign.steps)
+        raise NotFound(f"unknown step '{step_id}' in {campaign_id} (steps are: {known})")
+    person = next((p for p in app.project.directory.people if p.key == email_key(email)), None)
+    if person is None:
+        raise NotFound(f"no stakeholder {email} in stakeholders/")
+    prepared = app.composer.prepare(campaign, step, now=app.clock.now())
+    message = prepared.message(person, "preview" + "0" * 25)
+    folder = app.settings.resolved_outbox_dir / "previews"
+    folder.mkdir(parents=True, exist_ok=True)
+    name = re.sub(r"[^a-z0-9.@-]+", "_", f"{campaign.id}.{step.id}.{person.key}")
+    path = folder / f"{name}.html"
+    path.write_text(message.html, encoding="utf-8")
+    return Preview(message, path)

@@ -1,0 +1,86 @@
+"""Shared fixtures: an example project copy, a simulated clock, stores on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT_PARTS = ("campaigns", "templates", "schedules", "stakeholders")
+REQUIRE_ALL = os.environ.get("COMMS_TEST_REQUIRE_ALL") == "1"
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip when a real part is missing here; in CI (COMMS_TEST_REQUIRE_ALL=1) fail instead."""
+    if not condition:
+        if REQUIRE_ALL:
+            pytest.fail(f"required test part missing: {reason}")
+        pytest.skip(reason)
+
+
+class FakeClock:
+    """Time that moves only when told to (or when something sleeps)."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.current = start or datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+        self.slept: list[float] = []
+
+    def now(self) -> datetime:
+        return self.current
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.current += timedelta(seconds=seconds)
+
+    def advance(self, **delta: float) -> None:
+        self.current += timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def project_dir(tmp_path: Path) -> Path:
+    """A private copy of the example programme at the repository root."""
+    target = tmp_path / "project"
+    target.mkdir()
+    for part in PROJECT_PARTS:
+        shutil.copytree(ROOT / part, target / part)
+    return target
+
+
+def _postgres_url() -> str | None:
+    return os.environ.get("COMMS_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database URL for an empty store: SQLite in a temp dir, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'comms.db'}"
+        return
+    base = _postgres_url()
+    need(base is not None, "COMMS_TEST_POSTGRES_URL is not set")
+    assert base is not None
+    import sqlalchemy as sa
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    url = base.replace("postgresql://", "postgresql+psycopg://", 1)
+    admin = sa.create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()

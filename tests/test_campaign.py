@@ -1,0 +1,148 @@
+"""Campaign files: strict schema, line-numbered errors, cross-references, JSON Schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from comms import _yaml
+from comms.campaign import Campaign, check_references, json_schema, load_campaign
+from comms.errors import ConfigError
+
+GOOD = """\
+id: demo
+name: Demo
+sender: {email: office@demo.example, name: Demo Office}
+audience:
+  roles: [manager]
+events:
+  - id: ws1
+    title: Workshop
+    starts: 2027-01-14 09:30
+    ends: 2027-01-14 16:30
+    organiser: {email: events@demo.example}
+steps:
+  - id: launch
+    template: t/launch
+    subject: Hello
+    send_at: 2026-12-01 09:00
+  - id: follow
+    template: t/launch
+    subject: Again
+    after: {step: launch, days: 3}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "demo.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def messages(path: Path) -> list[str]:
+    try:
+        load_campaign(path, Path("campaigns/demo.yaml"))
+    except _yaml.ValidationErrors as exc:
+        return [e.location_message() for e in exc.errors]
+    except ConfigError as exc:
+        return [exc.location_message()]
+    return []
+
+
+def test_good_file_loads_with_naive_local_times(tmp_path: Path) -> None:
+    campaign, _ = load_campaign(write(tmp_path, GOOD))
+    assert campaign.steps[1].after is not None
+    assert campaign.steps[1].after.delta.days == 3
+    assert campaign.events[0].starts.hour == 9 and campaign.events[0].starts.tzinfo is None
+
+
+def test_unknown_key_names_its_line(tmp_path: Path) -> None:
+    text = GOOD.replace("    subject: Again\n", "    subject: Again\n    subjet: typo\n")
+    assert messages(write(tmp_path, text)) == [
+        "campaigns/demo.yaml:20: steps[1].subjet: unknown key "
+        "(check its spelling against the README's key reference)"]
+
+
+def test_all_problems_reported_in_one_pass(tmp_path: Path) -> None:
+    text = (GOOD.replace("name: Demo\n", "")
+            .replace("email: office@demo.example", "email: not-an-address")
+            .replace("    send_at: 2026-12-01 09:00\n", ""))
+    found = messages(write(tmp_path, text))
+    assert len(found) == 3, found
+    assert found[0] == "campaigns/demo.yaml:1: name: required key is missing"
+    assert found[1].startswith("campaigns/demo.yaml:2: sender.email: invalid email address")
+    assert found[2] == ("campaigns/demo.yaml:12: steps[0]: step 'launch' needs exactly one timing "
+                        "rule of send_at | after | before | cron | now (found: none)")
+
+
+def test_two_timing_rules_refused(tmp_path: Path) -> None:
+    text = GOOD.replace("    send_at: 2026-12-01 09:00\n",
+                        "    send_at: 2026-12-01 09:00\n    now: true\n")
+    assert messages(write(tmp_path, text)) == [
+        "campaigns/demo.yaml:13: steps[0]: step 'launch' needs exactly one timing rule of "
+        "send_at | after | before | cron | now (found: send_at, now)"]
+
+
+def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
+    found = messages(write(tmp_path, GOOD.replace("  roles: [manager]", "  roles: [manager")))
+    assert len(found) == 1 and found[0].startswith("campaigns/demo.yaml:6: YAML syntax")
+
+
+def test_duplicate_key_names_both_lines(tmp_path: Path) -> None:
+    found = messages(write(tmp_path, GOOD.replace("name: Demo\n", "name: Demo\nname: Again\n")))
+    assert found == ["campaigns/demo.yaml:3: duplicate key 'name' (first at line 2)"]
+
+
+@pytest.mark.parametrize("subject", ["Hello\\r\\nBcc: x@evil.example", "Hi\\u0000there"])
+def test_header_injection_in_sender_name_refused(tmp_path: Path, subject: str) -> None:
+    text = GOOD.replace("name: Demo Office", f'name: "{subject}"')
+    found = messages(write(tmp_path, text))
+    assert found and "line breaks and NUL characters are not allowed" in found[0]
+    assert found[0].startswith("campaigns/demo.yaml:3: sender.name:")
+
+
+def references(tmp_path: Path, text: str, templates: set[str] | None = None) -> list[str]:
+    campaign, located = load_campaign(write(tmp_path, text), Path("campaigns/demo.yaml"))
+    known = templates if templates is not None else {"t/launch"}
+    return [e.location_message() for e in check_references(
+        campaign, located, schedules={"uk-working-hours"}, template_exists=known.__contains__)]
+
+
+def test_cross_references(tmp_path: Path) -> None:
+    text = (GOOD.replace("after: {step: launch, days: 3}", "after: {step: lanch, days: 3}")
+            .replace("roles: [manager]", "roles: [manager]\nschedule: office-hours"))
+    assert references(tmp_path, text, templates=set()) == [
+        "campaigns/demo.yaml:6: schedule: unknown schedule 'office-hours' "
+        "(schedules are: uk-working-hours)",
+        "campaigns/demo.yaml:15: steps[0].template: unknown template 't/launch' "
+        "(expected templates/t/launch.html.j2)",
+        "campaigns/demo.yaml:19: steps[1].template: unknown template 't/launch' "
+        "(expected templates/t/launch.html.j2)",
+        "campaigns/demo.yaml:21: steps[1].after.step: unknown step 'lanch' (steps are: launch)",
+    ]
+
+
+def test_duplicate_ids_and_unknown_event(tmp_path: Path) -> None:
+    text = GOOD.replace("  - id: follow", "  - id: launch").replace(
+        "after: {step: launch, days: 3}", "before: {event: ws2, days: 3}")
+    assert references(tmp_path, text) == [
+        "campaigns/demo.yaml:17: steps[1].id: duplicate step id 'launch'",
+        "campaigns/demo.yaml:20: steps[1].before.event: unknown event 'ws2' (events are: ws1)",
+    ]
+
+
+def test_after_cycle_refused(tmp_path: Path) -> None:
+    text = GOOD.replace("    send_at: 2026-12-01 09:00\n", "    after: {step: follow}\n")
+    found = references(tmp_path, text)
+    assert "campaigns/demo.yaml:16: steps[0].after: step 'launch' waits on itself through 'after'" \
+        in found
+
+
+def test_json_schema_covers_every_model_key() -> None:
+    schema = json_schema()
+    assert schema["title"] == "comms campaign"
+    assert set(schema["properties"]) == set(Campaign.model_fields)  # type: ignore[call-overload]
+    step = schema["$defs"]["Step"]  # type: ignore[index]
+    assert {"send_at", "after", "before", "cron", "until", "now", "only_if"} <= set(step["properties"])
+    assert step["additionalProperties"] is False
