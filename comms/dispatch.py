@@ -145,7 +145,7 @@ class Dispatcher:
                     for job in claimed:
                         in_flight[pool.submit(self._attempt, prepared, job)] = job.id
                     if not in_flight:
-                        if exhausted:
+                        if exhausted or not self._has_pending(key):
                             break
                         bucket.wait()
                         continue
@@ -169,6 +169,10 @@ class Dispatcher:
                 if done:
                     with self.store.write() as conn:
                         self._record(conn, run_id, done, summary, self.clock.now())
+
+    def _has_pending(self, key: ledger.Key) -> bool:
+        with self.store.read() as conn:
+            return ledger.key_counts(conn, key)["pending"] > 0
 
     def _record(self, conn: Connection, run_id: str, results: list[_Result], summary: Summary,
                 now: datetime) -> None:

@@ -23,6 +23,7 @@ class Store:
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = url
+        self._secrets: dict[str, str] = {}
         try:
             self.engine = _engine(url)
             if migrate:
@@ -73,13 +74,19 @@ class Store:
             command.upgrade(config, "head")
 
     def secret(self, name: str) -> str:
-        """A random secret kept in the store, made on first use (token signing, address hashing)."""
+        """A random secret kept in the store, made on first use (token signing, address hashing).
+
+        Call it outside any open transaction (it opens its own).
+        """
+        if name in self._secrets:
+            return self._secrets[name]
         key = f"secret:{name}"
         with self.write() as conn:
             value = conn.execute(select(tables.meta.c.value).where(tables.meta.c.key == key)).scalar()
             if value is None:
                 value = secrets.token_urlsafe(32)
                 conn.execute(insert(tables.meta).values(key=key, value=value))
+        self._secrets[name] = value
         return value
 
     def dispose(self) -> None:

@@ -1,0 +1,162 @@
+"""Dispatch: exactly once per key, suppression, per-recipient delays, failures, dead claims."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import subprocess
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from comms.app import App
+from comms.settings import load_settings
+from comms.store import runs, tables
+from comms.store import sends as ledger
+from comms.suppression import AddressHasher, suppress
+
+from .conftest import FakeClock
+
+
+def make_app(project_dir: Path, store_url: str, clock: FakeClock, **flags: object) -> App:
+    app = App(load_settings(project_dir, database_url=store_url, **flags), clock=clock)
+    app.project.raise_errors()
+    app.sync_directory()
+    return app
+
+
+def outbox(app: App) -> list[Path]:
+    folder = app.settings.resolved_outbox_dir
+    return sorted(folder.glob("*.eml")) if folder.exists() else []
+
+
+def test_step_sent_once_to_its_audience(project_dir: Path, store_url: str, clock: FakeClock) -> None:
+    app = make_app(project_dir, store_url, clock)
+    campaign = app.project.campaign("nmdi-awareness")
+    launch = campaign.steps[0]
+    first = app.dispatcher().send(campaign, launch)
+    assert (first.sent, first.already_sent, first.failed) == (80, 0, 0)
+    files = outbox(app)
+    assert len(files) == 80
+    recipients = set()
+    for path in files:
+        msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        recipients.add(str(msg["To"].addresses[0].addr_spec).lower())
+        assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert msg["List-Unsubscribe"].startswith("<http://localhost:8000/u/")
+        assert msg["Message-ID"] == f"<{path.stem}@sel-learning.example>"
+        assert msg.get_body(("plain",)) is not None and msg.get_body(("html",)) is not None
+    managers = {p.key for p in app.project.directory.people if p.role == "manager"}
+    assert recipients == managers
+    second = app.dispatcher().send(campaign, launch)
+    assert (second.sent, second.already_sent) == (0, 80)
+    assert len(outbox(app)) == 80
+    app.close()
+
+
+def test_suppressed_addresses_are_never_sent(project_dir: Path, store_url: str,
+                                             clock: FakeClock) -> None:
+    app = make_app(project_dir, store_url, clock)
+    campaign = app.project.campaign("pct-leads-briefing")
+    leads = [p.email for p in app.project.directory.people if p.role == "pct_lead"]
+    hasher = AddressHasher(app.store)
+    with app.store.write() as conn:
+        suppress(conn, hasher, leads[:2], reason="unsubscribed", source="test",
+                 now=clock.now())
+    summary = app.dispatcher().send(campaign, campaign.steps[0])
+    assert (summary.sent, summary.suppressed) == (4, 2)
+    sent_to = {email.message_from_bytes(p.read_bytes())["To"] for p in outbox(app)}
+    assert not any(lead in to for lead in leads[:2] for to in sent_to)
+    app.close()
+
+
+def test_after_step_waits_per_recipient(project_dir: Path, store_url: str,
+                                        clock: FakeClock) -> None:
+    app = make_app(project_dir, store_url, clock)
+    campaign = app.project.campaign("nmdi-awareness")
+    launch, follow_up = campaign.steps
+    app.dispatcher().send(campaign, launch)
+    clock.advance(days=6, hours=23)
+    assert app.dispatcher().send(campaign, follow_up).sent == 0
+    clock.advance(hours=1)
+    assert app.dispatcher().send(campaign, follow_up).sent == 80
+    assert app.dispatcher().send(campaign, follow_up).sent == 0
+    app.close()
+
+
+def test_after_step_goes_only_to_recipients_of_its_parent(project_dir: Path, store_url: str,
+                                                          clock: FakeClock) -> None:
+    app = make_app(project_dir, store_url, clock)
+    campaign = app.project.campaign("nmdi-awareness")
+    summary = app.dispatcher().send(campaign, campaign.steps[1], respect_delay=False)
+    assert summary.sent == 0
+    app.close()
+
+
+def test_render_failure_fails_that_send_only(project_dir: Path, store_url: str,
+                                             clock: FakeClock) -> None:
+    template = project_dir / "templates" / "briefings" / "pct-leads.txt.j2"
+    template.write_text("Hello {{ stakeholder.attributes.pager }}\n", encoding="utf-8")
+    csv = project_dir / "stakeholders" / "sel-directory.csv"
+    lines = csv.read_text(encoding="utf-8").splitlines()
+    lines[0] += ",pager"
+    lines[1:] = [line + (",555" if i else ",") for i, line in enumerate(lines[1:])]
+    csv.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    app = make_app(project_dir, store_url, clock)
+    campaign = app.project.campaign("pct-leads-briefing")
+    summary = app.dispatcher().send(campaign, campaign.steps[0])
+    assert (summary.sent, summary.failed) == (5, 1)
+    assert summary.failures[0].startswith("marta.adeyemi@bexley-ct.nhs.example: ")
+    assert "templates/briefings/pct-leads.txt.j2:1" in summary.failures[0]
+    assert "'dict object' has no attribute 'pager'" in summary.failures[0]
+    app.close()
+
+
+def test_dry_run_writes_and_sends_nothing(project_dir: Path, store_url: str,
+                                          clock: FakeClock) -> None:
+    app = make_app(project_dir, store_url, clock)
+    campaign = app.project.campaign("mentor-recruitment")
+    summary = app.dispatcher().send(campaign, campaign.steps[0], dry_run=True)
+    assert (summary.would_send, summary.sent) == (75, 0)
+    assert outbox(app) == []
+    with app.store.read() as conn:
+        assert conn.execute(select(tables.sends.c.id)).first() is None
+    app.close()
+
+
+def test_claims_of_a_dead_process_become_uncertain_not_resent(
+        project_dir: Path, store_url: str, clock: FakeClock) -> None:
+    app = make_app(project_dir, store_url, clock)
+    campaign = app.project.campaign("pct-leads-briefing")
+    key = ledger.Key(campaign.id, "briefing", "once")
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    from comms.audience import matches
+
+    with app.store.write() as conn:
+        ledger.materialise(conn, key, matches(campaign.audience), clock.now())
+        run_id = runs.start(conn, "send", clock.now())
+        conn.execute(update(tables.runs).values(pid=gone.pid))
+        claimed = ledger.claim(conn, key, run_id, 2, clock.now())
+    assert len(claimed) == 2
+    summary = app.dispatcher().send(campaign, campaign.steps[0])
+    assert (summary.sent, summary.uncertain) == (4, 2)
+    from comms.status import status
+
+    report = status(app.project, app.store, timezone="Europe/London", now=clock.now())
+    assert {u["uid"] for u in report.uncertain} == {c.uid for c in claimed}
+    assert len(outbox(app)) == 4
+    app.close()
+
+
+def test_rate_limit_spreads_sends_over_minutes(project_dir: Path, clock: FakeClock,
+                                               tmp_path: Path) -> None:
+    app = make_app(project_dir, f"sqlite:///{tmp_path / 'r.db'}", clock)
+    campaign = app.project.campaign("pct-leads-briefing")
+    start = clock.now()
+    summary = app.dispatcher(max_per_minute=4).send(campaign, campaign.steps[0])
+    assert summary.sent == 6
+    elapsed = (clock.now() - start).total_seconds()
+    assert elapsed == pytest.approx(30, abs=1)  # 4 at once, then one every 15 s
+    app.close()
