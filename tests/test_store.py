@@ -1,0 +1,47 @@
+"""The store: migrations applied automatically and equal to the table definitions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.config import Config
+
+from comms.errors import StoreError
+from comms.store import HEAD, Store
+from comms.store.tables import metadata
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "comms" / "store" / "migrations"
+
+
+def test_head_constant_is_the_newest_migration() -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD
+
+
+def test_migrations_create_exactly_the_tables(store_url: str) -> None:
+    store = Store(store_url)
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == []
+    store.dispose()
+
+
+def test_migration_runs_once(store_url: str) -> None:
+    Store(store_url).dispose()
+    store = Store(store_url)  # a second open finds HEAD and does nothing
+    assert store.secret("x") == store.secret("x")
+    store.dispose()
+
+
+def test_unreachable_database_is_one_clear_line_without_password() -> None:
+    with pytest.raises(StoreError) as info:
+        Store("postgresql://comms:hunter2@127.0.0.1:1/comms")
+    text = str(info.value)
+    assert "hunter2" not in text and "\n" not in text
+    assert text.startswith("cannot open the store postgresql://comms:***@127.0.0.1:1/comms: ")
+    assert "Connection refused" in text
