@@ -143,9 +143,12 @@ def preview(campaign: str, step: str, email: str, project_dir: Path | None) -> N
 @click.option("--step", "steps", multiple=True, help="Send this step now, whatever its timing "
               "(repeatable). Without it: every step that is due.")
 @click.option("--dry-run", is_flag=True, help="Render and count; send nothing, write nothing.")
+@click.option("--resend-uncertain", is_flag=True, help="Also send again what a stopped process "
+              "left uncertain (those recipients may get the message twice).")
 @project_option
 @handle_errors
-def send(campaign: str, steps: tuple[str, ...], dry_run: bool, project_dir: Path | None) -> None:
+def send(campaign: str, steps: tuple[str, ...], dry_run: bool, resend_uncertain: bool,
+         project_dir: Path | None) -> None:
     """Send now, to the audience, the due (or given) steps. A second run sends nothing new."""
     from .plan import steps_due
     from .progress import progress_bar
@@ -171,7 +174,8 @@ def send(campaign: str, steps: tuple[str, ...], dry_run: bool, project_dir: Path
                 max_per_minute=schedule.max_per_minute if schedule else None, progress=bar)
             for step in todo:
                 assert step is not None
-                summary = dispatcher.send(chosen, step, respect_delay=not steps, dry_run=dry_run)
+                summary = dispatcher.send(chosen, step, respect_delay=not steps, dry_run=dry_run,
+                                          resend_uncertain=resend_uncertain)
                 click.echo(summary.line())
                 for failure in summary.failures:
                     click.echo(f"  failed: {failure}", err=True)

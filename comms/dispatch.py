@@ -41,12 +41,15 @@ class Summary:
     failed: int = 0
     uncertain: int = 0
     would_send: int = 0
+    resent_uncertain: int = 0
     failures: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         parts = [f"{self.campaign}/{self.step}:"]
         if self.would_send:
             parts.append(f"{self.would_send} would be sent (dry run),")
+        if self.resent_uncertain:
+            parts.append(f"{self.resent_uncertain} uncertain sent again,")
         parts.append(f"{self.sent} sent, {self.already_sent} already sent, "
                      f"{self.suppressed} suppressed, {self.failed} failed, "
                      f"{self.uncertain} uncertain")
@@ -78,8 +81,12 @@ class Dispatcher:
         self.progress = progress
 
     def send(self, campaign: Campaign, step: Step, *, occurrence: str = ONCE,
-             respect_delay: bool = True, dry_run: bool = False) -> Summary:
-        """Send ``step`` to everyone in the audience who has not had it for this occurrence."""
+             respect_delay: bool = True, dry_run: bool = False,
+             resend_uncertain: bool = False) -> Summary:
+        """Send ``step`` to everyone in the audience who has not had it for this occurrence.
+
+        ``resend_uncertain`` also sends again what a stopped process left uncertain.
+        """
         key = ledger.Key(campaign.id, step.id, occurrence)
         summary = Summary(campaign.id, step.id, occurrence)
         audience = matches(campaign.audience, step.only_if)
@@ -94,6 +101,8 @@ class Dispatcher:
             ledger.mark_uncertain(conn, runs.dead_runs(conn, now))
             before = ledger.key_counts(conn, key)
             ledger.reopen_retryable(conn, key)
+            if resend_uncertain:
+                summary.resent_uncertain = ledger.reopen_uncertain(conn, key)
             ledger.materialise(conn, key, audience, now, after=after)
             ledger.mark_suppressed(conn, key)
             run_id = runs.start(conn, "send", now)

@@ -147,6 +147,11 @@ def test_claims_of_a_dead_process_become_uncertain_not_resent(
     report = status(app.project, app.store, timezone="Europe/London", now=clock.now())
     assert {u["uid"] for u in report.uncertain} == {c.uid for c in claimed}
     assert len(outbox(app)) == 4
+    again = app.dispatcher().send(campaign, campaign.steps[0])
+    assert (again.sent, again.uncertain) == (0, 2)  # never re-sent silently
+    asked = app.dispatcher().send(campaign, campaign.steps[0], resend_uncertain=True)
+    assert (asked.resent_uncertain, asked.sent, asked.uncertain) == (2, 2, 0)
+    assert len(outbox(app)) == 6
     app.close()
 
 

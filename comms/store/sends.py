@@ -87,6 +87,13 @@ def reopen_retryable(conn: Connection, key: Key) -> int:
     return result.rowcount or 0
 
 
+def reopen_uncertain(conn: Connection, key: Key) -> int:
+    """On explicit request: uncertain sends go again (a recipient may get a duplicate)."""
+    result = conn.execute(update(s).where(key.where(), s.c.status == "uncertain")
+                          .values(status="pending", run_id=None, claimed_at=None))
+    return result.rowcount or 0
+
+
 def mark_suppressed(conn: Connection, key: Key) -> int:
     sup = tables.suppressions
     ids = select(st.c.id).where(st.c.email.in_(
