@@ -1,0 +1,59 @@
+"""A transport that writes each message to ``<send_id>.eml`` in a directory, sending nothing."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from ..errors import PermanentError, TransientError
+from ..mime import build_mime
+from .base import Message
+
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,200}")
+
+
+class OutboxTransport:
+    """Writes ``<send_id>.eml`` files (whole or not at all); the file name is the provider id."""
+
+    name = "outbox"
+
+    def __init__(self, directory: Path | str) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"OutboxTransport({str(self.directory)!r})"
+
+    def send(self, message: Message) -> str:
+        if not _SAFE_NAME.fullmatch(message.send_id):
+            raise PermanentError(f"send id {message.send_id[:60]!r} cannot be used as a file name "
+                                 "(letters, digits, '.', '_' and '-' only)")
+        try:
+            raw = build_mime(message)
+        except ValueError as exc:
+            raise PermanentError(f"message not built: {exc}") from None
+        filename = f"{message.send_id}.eml"
+        try:
+            self._write(self.directory / filename, raw)
+        except OSError as exc:
+            raise TransientError(f"cannot write {self.directory / filename}: {exc}") from exc
+        return filename
+
+    def _write(self, path: Path, data: bytes) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+
+    def close(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,312 @@
+"""SendGrid v3 Mail Send transport over per-thread keep-alive connections.
+
+The ``sendgrid`` package's client opens a new TCP connection per request; here its
+``python_http_client.Client`` is kept (URL building, exceptions) but requests go over one
+``http.client`` connection per thread. Invitations can instead go through SendGrid's SMTP relay,
+which takes our own MIME (text/calendar inside multipart/alternative).
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import ssl
+import threading
+import time
+import urllib.request
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import python_http_client
+from python_http_client.client import Response
+from python_http_client.exceptions import HTTPError, err_dict
+from sendgrid import SendGridAPIClient
+
+from ..errors import PermanentError, TransientError
+from ..mime import check_address, check_header_value, check_method, extra_headers, split_mailbox
+from .base import Message
+from .smtp import SmtpTransport
+
+_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+
+class SendGridTransport:
+    """Posts one ``/v3/mail/send`` request per message; the provider id is ``X-Message-Id``.
+
+    With ``invites="smtp-relay"``, messages carrying a calendar go through SendGrid's SMTP relay
+    (user ``apikey``, STARTTLS) instead, so the invitation keeps the MIME layout Outlook needs.
+    """
+
+    name = "sendgrid"
+
+    def __init__(self, api_key: str, host: str = "https://api.sendgrid.com", timeout: float = 10.0,
+                 sandbox: bool = False, invites: Literal["api", "smtp-relay"] = "api",
+                 relay_host: str = "smtp.sendgrid.net", relay_port: int = 587, *,
+                 relay_ssl_context: ssl.SSLContext | None = None) -> None:
+        if not api_key:
+            raise ValueError("a SendGrid API key is needed (COMMS_SENDGRID_API_KEY)")
+        if invites not in ("api", "smtp-relay"):
+            raise ValueError(f"invites must be 'api' or 'smtp-relay', not {invites!r}")
+        self.host = host.rstrip("/")
+        self.timeout = timeout
+        self.sandbox = sandbox
+        self.invites = invites
+        self._pool = _ConnectionPool(self.host, timeout)
+        self._api = SendGridAPIClient(api_key, host=self.host)
+        client = _KeepAliveClient(host=self.host, request_headers=self._api.client.request_headers,
+                                  version=3, timeout=timeout, pool=self._pool)
+        self._api.client = client
+        self._mail_send = client.mail.send
+        self._url = self._mail_send._build_url(None)
+        self._headers = {**client.request_headers, "Content-Type": "application/json"}
+        self._relay: SmtpTransport | None = None
+        if invites == "smtp-relay":
+            self._relay = SmtpTransport(relay_host, relay_port, username="apikey",
+                                        password=api_key, starttls=True, timeout=timeout,
+                                        ssl_context=relay_ssl_context)
+
+    def __repr__(self) -> str:
+        sandbox = ", sandbox" if self.sandbox else ""
+        return f"SendGridTransport({self.host!r}, invites={self.invites!r}{sandbox})"
+
+    def send(self, message: Message) -> str:
+        if self._relay is not None and message.calendar is not None:
+            return self._relay.send(message)
+        try:
+            payload = build_payload(message, sandbox=self.sandbox)
+        except ValueError as exc:
+            raise PermanentError(f"message not built: {exc}") from None
+        # The client's own ``post`` builds a urllib opener per call (~140 us of proxy lookups)
+        # and formats debug lines holding the Authorization header: go to _make_request directly.
+        request = urllib.request.Request(self._url, data=json.dumps(payload).encode(),
+                                         headers=self._headers, method="POST")
+        try:
+            response = Response(self._mail_send._make_request(None, request))
+        except HTTPError as exc:
+            raise _http_error(exc) from None
+        except TimeoutError:
+            raise TransientError(f"SendGrid did not answer within {self.timeout:g} s") from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise TransientError(f"cannot reach SendGrid at {self.host}: "
+                                 f"{exc or type(exc).__name__}") from None
+        message_id = response.headers.get("X-Message-Id")
+        if message_id:
+            return str(message_id)
+        if response.status_code == 200 and self.sandbox:
+            return f"sandbox:{message.send_id}"
+        raise TransientError("SendGrid accepted the message without an X-Message-Id",
+                             status=response.status_code)
+
+    def close(self) -> None:
+        """Close every thread's HTTP connection (and the relay's SMTP connections)."""
+        self._pool.close()
+        if self._relay is not None:
+            self._relay.close()
+
+
+def build_payload(message: Message, *, sandbox: bool = False) -> dict[str, Any]:
+    """The v3 Mail Send body for one message, as plain dicts (``ValueError`` on unsafe input)."""
+    payload: dict[str, Any] = {
+        "personalizations": [{
+            "to": [_mailbox(message.to.email, message.to.name)],
+            "custom_args": {"send_id": message.send_id},  # opaque ids only, never addresses
+        }],
+        "from": _mailbox(message.sender.email, message.sender.name),
+        "subject": check_header_value(message.subject, "subject"),
+    }
+    if message.reply_to:
+        name, email = split_mailbox(message.reply_to, "Reply-To")
+        payload["reply_to"] = _mailbox(email, name)
+    content = [{"type": "text/plain", "value": message.text},
+               {"type": "text/html", "value": message.html}]
+    payload["content"] = [c for c in content if c["value"]]
+    calendar = message.calendar
+    if calendar is not None:
+        method = check_method(calendar.method)
+        payload["content"].append({"type": f"text/calendar; method={method}",
+                                   "value": calendar.ics.decode("utf-8")})
+        payload["attachments"] = [{
+            "content": base64.b64encode(calendar.ics).decode("ascii"),
+            "type": "text/calendar",
+            "filename": "invite.ics",
+            "disposition": "attachment",
+        }]
+    if message.headers:
+        payload["headers"] = dict(extra_headers(message.headers))
+    if sandbox:
+        payload["mail_settings"] = {"sandbox_mode": {"enable": True}}
+    return payload
+
+
+def _mailbox(email: str, name: str) -> dict[str, str]:
+    check_address(email)
+    if name:
+        return {"email": email, "name": check_header_value(name, "display name")}
+    return {"email": email}
+
+
+def _http_error(exc: HTTPError) -> PermanentError | TransientError:
+    status = int(exc.status_code)
+    body = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else str(exc.body)
+    detail = _error_text(body)
+    if status == 429:
+        return TransientError(f"SendGrid rate limit reached: {detail}", status=status, body=body,
+                              retry_after=_retry_after(exc.headers))
+    if status >= 500:
+        return TransientError(f"SendGrid server error: {detail}", status=status, body=body)
+    if status in (401, 403):
+        return PermanentError("SendGrid API key refused: check COMMS_SENDGRID_API_KEY and its "
+                              f"Mail Send permission ({detail})", status=status, body=body)
+    if status == 413:
+        return PermanentError("message too large for SendGrid", status=status, body=body)
+    return PermanentError(f"SendGrid refused the message: {detail}", status=status, body=body)
+
+
+def _error_text(body: str) -> str:
+    """``field: message`` for each entry of a v3 error body, else the body itself."""
+    try:
+        errors = json.loads(body)["errors"]
+        parts = [f"{e['field']}: {e['message']}" if e.get("field") else str(e["message"])
+                 for e in errors]
+    except (ValueError, KeyError, TypeError):
+        return body[:500] or "no details"
+    return "; ".join(parts) or "no details"
+
+
+def _retry_after(headers: Any) -> float | None:
+    if headers is None:
+        return None
+    reset = headers.get("X-RateLimit-Reset")
+    if reset:
+        try:
+            return max(0.0, float(reset) - time.time())
+        except ValueError:
+            pass
+    after = headers.get("Retry-After")
+    if after:
+        try:
+            return max(0.0, float(after))
+        except ValueError:
+            try:
+                return max(0.0, parsedate_to_datetime(after).timestamp() - time.time())
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+class _Reply:
+    """What ``python_http_client.Response`` reads: ``getcode``, ``read``, ``info``."""
+
+    def __init__(self, status: int, body: bytes, headers: http.client.HTTPMessage) -> None:
+        self._status, self._body, self._headers = status, body, headers
+
+    def getcode(self) -> int:
+        return self._status
+
+    def read(self) -> bytes:
+        return self._body
+
+    def info(self) -> http.client.HTTPMessage:
+        return self._headers
+
+
+class _ConnectionPool:
+    """One keep-alive ``http.client`` connection per thread to one host; a registry to close."""
+
+    def __init__(self, host: str, timeout: float) -> None:
+        parts = urlsplit(host)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"SendGrid host must be an http(s) URL, not {host!r}")
+        self._https = parts.scheme == "https"
+        self._hostname = parts.hostname
+        self._port = parts.port
+        self._timeout = timeout
+        self._context = ssl.create_default_context() if self._https else None
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: set[http.client.HTTPConnection] = set()
+
+    def request(self, method: str, url: str, body: bytes | None, headers: dict[str, str],
+                timeout: float | None) -> _Reply:
+        parts = urlsplit(url)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        for attempt in (1, 2):
+            conn = self._connection(timeout)
+            reused = conn.sock is not None
+            try:
+                conn.request(method, path, body=body, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+            except _STALE:
+                self._discard(conn)
+                if reused and attempt == 1:
+                    continue  # the server closed an idle keep-alive connection: reconnect once
+                raise
+            except BaseException:
+                self._discard(conn)
+                raise
+            if response.will_close:
+                conn.close()
+            return _Reply(response.status, data, response.headers)
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        with self._lock:
+            connections = list(self._connections)
+            self._connections.clear()
+        for conn in connections:
+            conn.close()
+
+    def _connection(self, timeout: float | None) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._https:
+                conn = http.client.HTTPSConnection(self._hostname, self._port,
+                                                   timeout=self._timeout, context=self._context)
+            else:
+                conn = http.client.HTTPConnection(self._hostname, self._port,
+                                                  timeout=self._timeout)
+            self._local.conn = conn
+            with self._lock:
+                self._connections.add(conn)
+        if timeout is not None and timeout != conn.timeout:
+            conn.timeout = timeout
+            if conn.sock is not None:
+                conn.sock.settimeout(timeout)
+        return conn
+
+    def _discard(self, conn: http.client.HTTPConnection) -> None:
+        conn.close()
+        with self._lock:
+            self._connections.discard(conn)
+        if getattr(self._local, "conn", None) is conn:
+            self._local.conn = None
+
+
+class _KeepAliveClient(python_http_client.Client):
+    """``python_http_client.Client`` sending over the pool's per-thread keep-alive connection."""
+
+    def __init__(self, *args: Any, pool: _ConnectionPool, **kwargs: Any) -> None:
+        self._pool = pool
+        super().__init__(*args, **kwargs)
+
+    def _build_client(self, name: str | None = None) -> _KeepAliveClient:
+        url_path = [*self._url_path, name] if name else self._url_path
+        return _KeepAliveClient(host=self.host, version=self._version,
+                                request_headers=self.request_headers, url_path=url_path,
+                                append_slash=self.append_slash, timeout=self.timeout,
+                                pool=self._pool)
+
+    def _make_request(self, opener: Any, request: urllib.request.Request,
+                      timeout: float | None = None) -> _Reply:
+        data = request.data
+        if data is not None and not isinstance(data, bytes):
+            raise TypeError("python_http_client passed a request body that is not bytes")
+        reply = self._pool.request(request.get_method(), request.full_url, data,
+                                   dict(request.header_items()), timeout or self.timeout)
+        if reply.getcode() >= 400:
+            cls = err_dict.get(reply.getcode(), HTTPError)
+            raise cls(reply.getcode(), "", reply.read(), reply.info())
+        return reply

@@ -1,0 +1,173 @@
+"""SMTP transport: one persistent connection per thread, replies mapped onto the error tree."""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+import threading
+
+from ..errors import PermanentError, TransientError, TransportError
+from ..mime import build_mime, header_address
+from .base import Message
+
+
+class SmtpTransport:
+    """Sends ``build_mime`` bytes over SMTP, reusing each thread's connection between messages.
+
+    The provider id is the message's own Message-ID.
+    """
+
+    name = "smtp"
+
+    def __init__(self, host: str = "localhost", port: int = 25, username: str | None = None,
+                 password: str | None = None, starttls: bool = False, ssl: bool = False,
+                 timeout: float = 30.0, *, ssl_context: ssl.SSLContext | None = None) -> None:
+        if starttls and ssl:
+            raise ValueError("choose STARTTLS or implicit SSL, not both")
+        self.host = host
+        self.port = port
+        self.username = username
+        self._password = password or ""
+        self.starttls = starttls
+        self.ssl = ssl
+        self.timeout = timeout
+        self._ssl_context = ssl_context
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: set[smtplib.SMTP] = set()
+
+    def __repr__(self) -> str:
+        security = "ssl" if self.ssl else "starttls" if self.starttls else "plain"
+        user = f", username={self.username!r}" if self.username else ""
+        return f"SmtpTransport({self.host!r}, {self.port}, {security}{user})"
+
+    def send(self, message: Message) -> str:
+        try:
+            raw = build_mime(message)
+            sender = header_address(message.sender.email)
+            recipient = header_address(message.to.email)
+        except ValueError as exc:
+            raise PermanentError(f"message not built: {exc}") from None
+        options = [] if (sender + recipient).isascii() else ["SMTPUTF8"]
+        for attempt in (1, 2):
+            conn = self._connection()
+            try:
+                conn.sendmail(sender, [recipient], raw, mail_options=options)
+            except smtplib.SMTPServerDisconnected as exc:
+                self._discard(conn)
+                if attempt == 2:
+                    raise TransientError(f"{self._where()} disconnected: {exc}") from None
+                continue  # a kept-alive connection the server dropped: reconnect once
+            except smtplib.SMTPRecipientsRefused as exc:
+                code, reply = exc.recipients.get(recipient, (550, b"recipient refused"))
+                raise self._reply_error(conn, f"recipient {recipient} refused", code,
+                                        reply) from None
+            except smtplib.SMTPSenderRefused as exc:
+                raise self._reply_error(conn, f"sender {sender} refused", exc.smtp_code,
+                                        exc.smtp_error) from None
+            except smtplib.SMTPResponseException as exc:
+                raise self._reply_error(conn, "message refused", exc.smtp_code,
+                                        exc.smtp_error) from None
+            except smtplib.SMTPNotSupportedError as exc:
+                raise PermanentError(f"{self._where()}: {exc}") from None
+            except (smtplib.SMTPException, OSError) as exc:
+                self._discard(conn)
+                raise TransientError(f"{self._where()}: {_describe(exc)}") from None
+            return message.message_id
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        """Quit every thread's connection."""
+        with self._lock:
+            connections = list(self._connections)
+            self._connections.clear()
+        for conn in connections:
+            _quit(conn)
+
+    # connections
+
+    def _connection(self) -> smtplib.SMTP:
+        conn: smtplib.SMTP | None = getattr(self._local, "conn", None)
+        if conn is not None and conn.sock is not None:
+            return conn
+        conn = self._open()
+        self._local.conn = conn
+        with self._lock:
+            self._connections.add(conn)
+        return conn
+
+    def _open(self) -> smtplib.SMTP:
+        conn: smtplib.SMTP | None = None
+        try:
+            if self.ssl:
+                conn = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout,
+                                        context=self._context())
+            else:
+                conn = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            conn.ehlo()
+            if self.starttls:
+                conn.starttls(context=self._context())
+                conn.ehlo()
+            if self.username:
+                conn.login(self.username, self._password)
+            return conn
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()
+            raise self._open_error(exc) from None
+
+    def _open_error(self, exc: BaseException) -> BaseException:
+        where = self._where()
+        if isinstance(exc, smtplib.SMTPAuthenticationError):
+            return PermanentError(f"{where}: login as {self.username!r} refused: "
+                                  f"{_text(exc.smtp_error)}", status=exc.smtp_code)
+        if isinstance(exc, smtplib.SMTPNotSupportedError):
+            return PermanentError(f"{where}: {exc} (check the STARTTLS/SSL settings)")
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return PermanentError(f"{where}: TLS certificate not trusted: {exc.verify_message}")
+        if isinstance(exc, smtplib.SMTPResponseException):
+            cls = PermanentError if 500 <= exc.smtp_code < 600 else TransientError
+            return cls(f"{where}: {_text(exc.smtp_error)}", status=exc.smtp_code)
+        if isinstance(exc, (smtplib.SMTPException, OSError)):
+            return TransientError(f"{where}: cannot connect: {_describe(exc)}")
+        return exc
+
+    def _context(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context()
+        return self._ssl_context
+
+    def _discard(self, conn: smtplib.SMTP) -> None:
+        with self._lock:
+            self._connections.discard(conn)
+        if getattr(self._local, "conn", None) is conn:
+            self._local.conn = None
+        conn.close()
+
+    def _reply_error(self, conn: smtplib.SMTP, what: str, code: int,
+                     reply: bytes | str) -> TransportError:
+        text = _text(reply)
+        if code == 421:  # the server is closing this connection
+            self._discard(conn)
+        cls = PermanentError if 500 <= code < 600 else TransientError
+        return cls(f"{self._where()}: {what}: {code} {text}", status=code, body=text)
+
+    def _where(self) -> str:
+        return f"SMTP {self.host}:{self.port}"
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__
+
+
+def _quit(conn: smtplib.SMTP) -> None:
+    try:
+        conn.quit()
+    except (smtplib.SMTPException, OSError):
+        conn.close()

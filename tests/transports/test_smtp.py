@@ -1,0 +1,253 @@
+"""SmtpTransport against a real local aiosmtpd server."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from comms.errors import PermanentError, TransientError
+from comms.transports import SmtpTransport, Transport
+from tests.sinks.smtp_server import SmtpSink
+
+from .conftest import Tls
+from .helpers import API_KEY, invite, make_message
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def transport(smtp_sink: SmtpSink) -> Iterator[SmtpTransport]:
+    t = SmtpTransport("127.0.0.1", smtp_sink.port, timeout=5)
+    yield t
+    t.close()
+
+
+def parse(data: bytes) -> EmailMessage:
+    msg = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_message_arrives_intact(transport: SmtpTransport, smtp_sink: SmtpSink) -> None:
+    assert isinstance(transport, Transport)
+    message = make_message(1)
+    assert transport.send(message) == "<send-1@comms.example.org>"
+    [received] = smtp_sink.messages
+    assert received.mail_from == "office@programme.example.org"
+    assert received.rcpt_tos == ["person1@example.org"]
+    msg = parse(received.data)
+    assert msg["Message-ID"] == message.message_id
+    assert msg["Subject"] == message.subject
+    assert msg["To"].addresses[0].display_name == "Siobhán O'Connor"
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    for kind, expected in (("plain", message.text), ("html", message.html)):
+        part = msg.get_body((kind,))
+        assert part is not None
+        assert part.get_content().replace("\r\n", "\n") == expected
+
+
+def test_dot_and_from_lines_survive_smtp(transport: SmtpTransport, smtp_sink: SmtpSink) -> None:
+    text = ".\n..\n.leading\nFrom here\n"
+    transport.send(make_message(1, text=text, html=text))
+    plain = parse(smtp_sink.messages[0].data).get_body(("plain",))
+    assert plain is not None
+    assert plain.get_content().replace("\r\n", "\n") == text
+
+
+def test_one_connection_for_many_messages(transport: SmtpTransport,
+                                          smtp_sink: SmtpSink) -> None:
+    for n in range(25):
+        transport.send(make_message(n))
+    assert len(smtp_sink.messages) == 25
+    assert smtp_sink.connections == 1
+    assert {m.connection for m in smtp_sink.messages} == {1}
+
+
+def test_one_connection_per_thread_and_close_quits_all(transport: SmtpTransport,
+                                                       smtp_sink: SmtpSink) -> None:
+    barrier = threading.Barrier(4)
+
+    def work(k: int) -> None:
+        barrier.wait()
+        for i in range(5):
+            transport.send(make_message(k * 10 + i))
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(smtp_sink.messages) == 20
+    assert smtp_sink.connections == 4
+    transport.close()
+    transport.send(make_message(99))  # a closed connection is reopened
+    assert smtp_sink.connections == 5
+
+
+def test_reconnects_once_when_the_server_dropped_the_connection(
+        transport: SmtpTransport, smtp_sink: SmtpSink) -> None:
+    transport.send(make_message(1))
+    smtp_sink.drop_connections()
+    transport.send(make_message(2))
+    assert [m.rcpt_tos for m in smtp_sink.messages] == [["person1@example.org"],
+                                                        ["person2@example.org"]]
+    assert smtp_sink.connections == 2
+
+
+def test_connection_refused_is_transient() -> None:
+    transport = SmtpTransport("127.0.0.1", free_port(), timeout=2)
+    with pytest.raises(TransientError, match="cannot connect"):
+        transport.send(make_message(1))
+
+
+def test_silent_server_times_out() -> None:
+    with socket.socket() as listener:  # accepts TCP connections but never greets
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        transport = SmtpTransport("127.0.0.1", listener.getsockname()[1], timeout=0.3)
+        with pytest.raises(TransientError, match="timed out"):
+            transport.send(make_message(1))
+
+
+def test_4xx_on_data_is_transient_then_the_connection_goes_on(
+        transport: SmtpTransport, smtp_sink: SmtpSink) -> None:
+    smtp_sink.script_data("451 4.3.0 Try again later")
+    with pytest.raises(TransientError, match="451 4.3.0 Try again later") as caught:
+        transport.send(make_message(1))
+    assert caught.value.status == 451
+    transport.send(make_message(1))
+    assert len(smtp_sink.messages) == 1
+    assert smtp_sink.connections == 1
+
+
+def test_recipient_refused_is_permanent_with_server_text(transport: SmtpTransport,
+                                                         smtp_sink: SmtpSink) -> None:
+    smtp_sink.refuse("person1@example.org", "550 5.1.1 No such user here")
+    with pytest.raises(PermanentError, match="No such user here") as caught:
+        transport.send(make_message(1))
+    assert caught.value.status == 550
+    transport.send(make_message(2))
+    assert [m.rcpt_tos for m in smtp_sink.messages] == [["person2@example.org"]]
+
+
+def test_recipient_deferred_is_transient(transport: SmtpTransport, smtp_sink: SmtpSink) -> None:
+    smtp_sink.refuse("person1@example.org", "450 4.2.1 Mailbox busy")
+    with pytest.raises(TransientError, match="Mailbox busy"):
+        transport.send(make_message(1))
+
+
+def test_554_on_data_is_permanent(transport: SmtpTransport, smtp_sink: SmtpSink) -> None:
+    smtp_sink.script_data("554 5.7.1 Message rejected as spam")
+    with pytest.raises(PermanentError, match="rejected as spam") as caught:
+        transport.send(make_message(1))
+    assert caught.value.status == 554
+
+
+def test_421_is_transient_and_reconnects(transport: SmtpTransport, smtp_sink: SmtpSink) -> None:
+    smtp_sink.script_data("421 4.3.2 Shutting down")
+    with pytest.raises(TransientError, match="Shutting down"):
+        transport.send(make_message(1))
+    transport.send(make_message(1))
+    assert len(smtp_sink.messages) == 1
+
+
+def test_unbuildable_message_is_permanent_and_nothing_is_sent(transport: SmtpTransport,
+                                                              smtp_sink: SmtpSink) -> None:
+    with pytest.raises(PermanentError, match="header injection"):
+        transport.send(make_message(1, subject="Hi\nBcc: victim@evil.example"))
+    assert smtp_sink.messages == []
+    assert smtp_sink.connections == 0
+
+
+def test_starttls_and_auth(smtp_tls_sink: SmtpSink, tls: Tls) -> None:
+    transport = SmtpTransport("127.0.0.1", smtp_tls_sink.port, username="apikey",
+                              password=API_KEY, starttls=True, timeout=5,
+                              ssl_context=tls.client)
+    transport.send(make_message(1))
+    transport.send(make_message(2))
+    assert len(smtp_tls_sink.messages) == 2
+    assert smtp_tls_sink.logins == ["apikey"]
+    assert smtp_tls_sink.connections == 1
+    transport.close()
+
+
+def test_bad_password_is_permanent_and_not_shown(smtp_tls_sink: SmtpSink, tls: Tls) -> None:
+    transport = SmtpTransport("127.0.0.1", smtp_tls_sink.port, username="apikey",
+                              password="wrong-secret", starttls=True, timeout=5,
+                              ssl_context=tls.client)
+    with pytest.raises(PermanentError, match="login as 'apikey' refused") as caught:
+        transport.send(make_message(1))
+    assert "wrong-secret" not in str(caught.value) + repr(caught.value) + repr(transport)
+    assert smtp_tls_sink.messages == []
+
+
+def test_untrusted_certificate_is_permanent(smtp_tls_sink: SmtpSink) -> None:
+    transport = SmtpTransport("127.0.0.1", smtp_tls_sink.port, starttls=True, timeout=5)
+    with pytest.raises(PermanentError, match="certificate"):
+        transport.send(make_message(1))
+
+
+def test_server_requiring_starttls_refuses_plain(smtp_tls_sink: SmtpSink) -> None:
+    transport = SmtpTransport("127.0.0.1", smtp_tls_sink.port, timeout=5)
+    with pytest.raises(PermanentError) as caught:
+        transport.send(make_message(1))
+    assert caught.value.status is not None and caught.value.status >= 500
+
+
+def test_implicit_ssl(tls: Tls) -> None:
+    with SmtpSink(tls_context=tls.server, implicit_tls=True) as sink:
+        transport = SmtpTransport("127.0.0.1", sink.port, ssl=True, timeout=5,
+                                  ssl_context=tls.client)
+        transport.send(make_message(1))
+        transport.close()
+        assert len(sink.messages) == 1
+
+
+def test_starttls_and_ssl_together_refused() -> None:
+    with pytest.raises(ValueError, match="not both"):
+        SmtpTransport("127.0.0.1", 25, starttls=True, ssl=True)
+
+
+def test_calendar_layout_over_smtp(transport: SmtpTransport, smtp_sink: SmtpSink) -> None:
+    transport.send(invite(1))
+    msg = parse(smtp_sink.messages[0].data)
+    assert [p.get_content_type() for p in msg.walk()] == [
+        "multipart/mixed", "multipart/alternative", "text/plain", "text/html",
+        "text/calendar", "application/ics"]
+
+
+def test_runs_as_a_subprocess(tmp_path: Path) -> None:
+    log = tmp_path / "smtp.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "tests.sinks.smtp_server", "--port", "0",
+                             "--log", str(log)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        transport = SmtpTransport("127.0.0.1", port, timeout=5)
+        for n in range(3):
+            transport.send(make_message(n))
+        transport.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [line["rcpt_tos"] for line in lines] == [[f"person{n}@example.org"] for n in range(3)]
+    assert lines[0]["message_id"] == "<send-0@comms.example.org>"
+    assert lines[0]["mail_from"] == "office@programme.example.org"
+    assert lines[0]["size"] > 500
