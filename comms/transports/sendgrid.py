@@ -27,7 +27,7 @@ from sendgrid import SendGridAPIClient
 from ..errors import PermanentError, TransientError
 from ..mime import check_address, check_header_value, check_method, extra_headers, split_mailbox
 from .base import Message
-from .smtp import SmtpTransport
+from .smtp import Redacted, SmtpTransport
 
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
@@ -54,9 +54,11 @@ class SendGridTransport:
         self.sandbox = sandbox
         self.invites = invites
         self._pool = _ConnectionPool(self.host, timeout)
-        self._api = SendGridAPIClient(api_key, host=self.host)
-        client = _KeepAliveClient(host=self.host, request_headers=self._api.client.request_headers,
-                                  version=3, timeout=timeout, pool=self._pool)
+        self._api = SendGridAPIClient(Redacted(api_key), host=self.host)
+        self._api.auth = Redacted(self._api.auth)
+        headers = {**self._api.client.request_headers, "Authorization": self._api.auth}
+        client = _KeepAliveClient(host=self.host, request_headers=headers, version=3,
+                                  timeout=timeout, pool=self._pool)
         self._api.client = client
         self._mail_send = client.mail.send
         self._url = self._mail_send._build_url(None)
@@ -64,7 +66,7 @@ class SendGridTransport:
         self._relay: SmtpTransport | None = None
         if invites == "smtp-relay":
             self._relay = SmtpTransport(relay_host, relay_port, username="apikey",
-                                        password=api_key, starttls=True, timeout=timeout,
+                                        password=Redacted(api_key), starttls=True, timeout=timeout,
                                         ssl_context=relay_ssl_context)
 
     def __repr__(self) -> str:
@@ -94,10 +96,8 @@ class SendGridTransport:
         message_id = response.headers.get("X-Message-Id")
         if message_id:
             return str(message_id)
-        if response.status_code == 200 and self.sandbox:
-            return f"sandbox:{message.send_id}"
-        raise TransientError("SendGrid accepted the message without an X-Message-Id",
-                             status=response.status_code)
+        # Sandbox replies carry no id; anything else accepted without one must not be retried.
+        return f"{'sandbox' if self.sandbox else 'accepted'}:{message.send_id}"
 
     def close(self) -> None:
         """Close every thread's HTTP connection (and the relay's SMTP connections)."""

@@ -11,6 +11,15 @@ from ..mime import build_mime, header_address
 from .base import Message
 
 
+class Redacted(str):
+    """A secret that works as a ``str`` but shows as ``'[redacted]'`` in reprs (and dict reprs)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'[redacted]'"
+
+
 class SmtpTransport:
     """Sends ``build_mime`` bytes over SMTP, reusing each thread's connection between messages.
 
@@ -27,7 +36,7 @@ class SmtpTransport:
         self.host = host
         self.port = port
         self.username = username
-        self._password = password or ""
+        self._password = Redacted(password or "")
         self.starttls = starttls
         self.ssl = ssl
         self.timeout = timeout

@@ -263,6 +263,8 @@ def test_unbuildable_message_is_permanent(transport: SendGridTransport,
 def test_api_key_never_shown(sendgrid_sink: SendGridSink) -> None:
     transport = SendGridTransport(API_KEY, host=sendgrid_sink.url, timeout=5)
     assert API_KEY not in repr(transport) and API_KEY not in str(transport)
+    assert API_KEY not in repr(vars(transport)) + repr(vars(transport._api))
+    assert API_KEY not in repr(vars(transport._api.client))
     errors: list[TransportError] = []
     for reply in (Reply(400, body={"errors": [{"message": "bad", "field": "x"}]}),
                   Reply(401, body={"errors": [{"message": "no", "field": None}]}),
@@ -297,6 +299,12 @@ def test_invites_through_the_smtp_relay(sendgrid_sink: SendGridSink, smtp_tls_si
     assert [m["payload"]["personalizations"][0]["custom_args"]["send_id"]
             for m in sendgrid_sink.messages] == ["send-2"]
     transport.close()
+
+
+def test_relay_keeps_the_key_out_of_reprs(sendgrid_sink: SendGridSink) -> None:
+    transport = SendGridTransport(API_KEY, host=sendgrid_sink.url, invites="smtp-relay")
+    assert transport._relay is not None
+    assert API_KEY not in repr(transport._relay) + repr(vars(transport._relay))
 
 
 def test_relay_refusing_the_key_is_permanent(sendgrid_sink: SendGridSink,

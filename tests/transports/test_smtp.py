@@ -194,6 +194,7 @@ def test_bad_password_is_permanent_and_not_shown(smtp_tls_sink: SmtpSink, tls: T
     with pytest.raises(PermanentError, match="login as 'apikey' refused") as caught:
         transport.send(make_message(1))
     assert "wrong-secret" not in str(caught.value) + repr(caught.value) + repr(transport)
+    assert "wrong-secret" not in repr(vars(transport))
     assert smtp_tls_sink.messages == []
 
 
