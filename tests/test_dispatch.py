@@ -165,3 +165,29 @@ def test_rate_limit_spreads_sends_over_minutes(project_dir: Path, clock: FakeClo
     elapsed = (clock.now() - start).total_seconds()
     assert elapsed == pytest.approx(30, abs=1)  # 4 at once, then one every 15 s
     app.close()
+
+
+def test_two_processes_sending_one_step_send_each_message_once(
+        project_dir: Path, store_url: str, clock: FakeClock) -> None:
+    """Two dispatchers with their own engines race on the same step (SKIP LOCKED on PostgreSQL)."""
+    import threading
+
+    apps = [make_app(project_dir, store_url, clock) for _ in range(2)]
+    campaign = apps[0].project.campaign("mentor-recruitment")
+    results = []
+    barrier = threading.Barrier(2)
+
+    def go(app: App) -> None:
+        barrier.wait()
+        results.append(app.dispatcher().send(campaign, campaign.steps[0]))
+
+    threads = [threading.Thread(target=go, args=(app,)) for app in apps]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(r.sent for r in results) == 75
+    assert sum(r.failed for r in results) == 0
+    assert len(outbox(apps[0])) == 75
+    for app in apps:
+        app.close()

@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 
 from . import tables
+from .upsert import dialect_insert
 
 STATES = ("pending", "claimed", "sent", "failed", "uncertain", "suppressed")
 s, st = tables.sends, tables.stakeholders
@@ -75,8 +76,11 @@ def materialise(conn: Connection, key: Key, audience: ColumnElement[bool], now: 
             cond.append(parent.c.sent_at <= now - delay)
         query = query.where(select(parent.c.id).where(*cond).exists())
     query = query.where(~select(s.c.id).where(key.where(), s.c.stakeholder_id == st.c.id).exists())
-    result = conn.execute(insert(s).from_select(
-        ["uid", "campaign", "step", "occurrence", "stakeholder_id", "status", "created_at"], query))
+    columns = ["uid", "campaign", "step", "occurrence", "stakeholder_id", "status", "created_at"]
+    # Another process may be materialising the same key right now: skip what it inserted.
+    stmt = dialect_insert(conn, s).from_select(columns, query).on_conflict_do_nothing(
+        index_elements=["campaign", "step", "occurrence", "stakeholder_id"])
+    result = conn.execute(stmt)
     return result.rowcount or 0
 
 

@@ -13,7 +13,7 @@ def insert_ignore(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]
                   key: Sequence[str]) -> None:
     """Insert rows, skipping those whose ``key`` columns already exist."""
     if rows:
-        conn.execute(_insert(conn, table).on_conflict_do_nothing(index_elements=list(key)), rows)
+        conn.execute(dialect_insert(conn, table).on_conflict_do_nothing(index_elements=list(key)), rows)
 
 
 def upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], key: Sequence[str],
@@ -21,12 +21,13 @@ def upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], key: 
     """Insert rows; where ``key`` exists already, overwrite the ``update`` columns."""
     if not rows:
         return
-    stmt = _insert(conn, table)
+    stmt = dialect_insert(conn, table)
     stmt = stmt.on_conflict_do_update(
         index_elements=list(key), set_={c: stmt.excluded[c] for c in update})
     conn.execute(stmt, rows)
 
 
-def _insert(conn: Connection, table: Table) -> Any:
+def dialect_insert(conn: Connection, table: Table) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT."""
     module = postgresql if conn.dialect.name == "postgresql" else sqlite
     return module.insert(table)
