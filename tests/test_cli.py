@@ -125,19 +125,6 @@ def test_secrets_are_never_printed(project_dir: Path) -> None:
             assert secret not in text
 
 
-def test_settings_precedence(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from comms.settings import load_settings
-
-    (project_dir / "comms.toml").write_text('concurrency = 3\nbase_url = "https://toml.example"\n'
-                                            'timezone = "Europe/Dublin"\n', "utf-8")
-    (project_dir / ".env").write_text("COMMS_CONCURRENCY=4\nCOMMS_TIMEZONE=Europe/Paris\n", "utf-8")
-    monkeypatch.setenv("COMMS_CONCURRENCY", "5")
-    settings = load_settings(project_dir)
-    assert (settings.concurrency, settings.timezone, settings.base_url) == (
-        5, "Europe/Paris", "https://toml.example")
-    assert load_settings(project_dir, concurrency=6).concurrency == 6
-
-
 def test_bad_setting_is_exit_2(project_dir: Path) -> None:
     result = run("status", "--project", str(project_dir), env={"COMMS_CONCURRENCY": "many"})
     assert result.exit_code == 2
