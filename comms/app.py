@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from .clock import Clock, SystemClock
-from .dispatch import Dispatcher, Policy
+from .dispatch import Dispatcher, Policy, Progress
 from .message import Composer
 from .project import Project, load_project
 from .settings import Settings, load_settings
@@ -64,7 +63,7 @@ class App:
                     fingerprint_key="directory:stakeholders", fingerprint_value=fingerprint(files))
 
     def dispatcher(self, *, max_per_minute: int | None = None,
-                   progress: Callable[[int], None] | None = None) -> Dispatcher:
+                   progress: Progress | None = None) -> Dispatcher:
         concurrency = 1 if self.settings.transport == "outbox" else self.settings.concurrency
         policy = Policy(concurrency=concurrency, max_attempts=self.settings.max_attempts,
                         max_per_minute=max_per_minute)

@@ -23,7 +23,7 @@ class Failure(click.ClickException):
 
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code = exit_code  # type: ignore[misc]
 
     def show(self, file: Any = None) -> None:
         click.echo(self.message, err=True)
@@ -160,7 +160,7 @@ def send(campaign: str, steps: tuple[str, ...], dry_run: bool, resend_uncertain:
         if unknown:
             known = ", ".join(s.id for s in chosen.steps)
             raise NotFound(f"unknown step '{unknown[0]}' in {campaign} (steps are: {known})")
-        todo = [chosen.step(s) for s in steps]
+        todo = [step for s in steps if (step := chosen.step(s)) is not None]
     else:
         todo, waiting = steps_due(chosen, timezone=app.settings.timezone, now=app.clock.now())
         for step, why in waiting:
@@ -173,7 +173,6 @@ def send(campaign: str, steps: tuple[str, ...], dry_run: bool, resend_uncertain:
             dispatcher = app.dispatcher(
                 max_per_minute=schedule.max_per_minute if schedule else None, progress=bar)
             for step in todo:
-                assert step is not None
                 summary = dispatcher.send(chosen, step, respect_delay=not steps, dry_run=dry_run,
                                           resend_uncertain=resend_uncertain)
                 click.echo(summary.line())

@@ -171,7 +171,7 @@ class Dispatcher:
                 for future in in_flight:
                     try:
                         done.append(future.result())
-                    except BaseException:  # noqa: BLE001 - an unknown outcome stays claimed
+                    except BaseException:
                         pass
                 raise
             finally:

@@ -1,4 +1,4 @@
-"""The error tree. Each exception builds its own message; third-party errors are mapped where they are called."""
+"""The error tree. Each exception builds its own message; third-party errors are mapped at the call."""
 
 from __future__ import annotations
 

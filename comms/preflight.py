@@ -35,7 +35,7 @@ def check(project: Project, *, timezone: str, now: datetime) -> list[ConfigError
                 if not count:
                     problems.append(located.error(("audience",), "audience matches nobody in "
                                                   "stakeholders/", warning=True))
-                for i, step in enumerate(campaign.steps):
+                for step in campaign.steps:
                     try:
                         prepared = composer.prepare(campaign, step, now=now)
                     except TemplateError as exc:
@@ -47,7 +47,7 @@ def check(project: Project, *, timezone: str, now: datetime) -> list[ConfigError
                                         .order_by(tables.stakeholders.c.id)).mappings()
                     for row in rows:
                         try:
-                            prepared.message(from_row(row), PREVIEW_UID)
+                            prepared.message(from_row(dict(row)), PREVIEW_UID)
                         except TemplateError as exc:
                             failures[f"{exc.path}:{exc.line}:{exc.message.split(' (')[0]}"].append(exc)
                     for group in failures.values():

@@ -37,7 +37,7 @@ class Schedule(BaseModel):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name like Europe/London)")
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name like Europe/London)") from None
         return value
 
     @field_validator("window")

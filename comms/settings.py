@@ -66,7 +66,7 @@ class Settings(BaseSettings):
 
     @property
     def resolved_outbox_dir(self) -> Path:
-        path = self.outbox_dir or Path("outbox")
+        path: Path = self.outbox_dir or Path("outbox")
         return path if path.is_absolute() else (self.project_dir / path).resolve()
 
 
@@ -83,13 +83,13 @@ def load_settings(project_dir: Path | str | None = None, **flags: Any) -> Settin
 
 
 def _read(given: dict[str, Any], project: Path | None = None) -> Settings:
-    if project is None:
-        cls: type[Settings] = Settings
-    else:
+    cls: type[Settings] = Settings
+    if project is not None:
+        toml_file, env_file = project / "comms.toml", project / ".env"
+
         class _ProjectSettings(Settings):
-            model_config = SettingsConfigDict(
-                toml_file=project / "comms.toml", env_file=project / ".env",
-            )
+            model_config = SettingsConfigDict(toml_file=toml_file, env_file=env_file)
+
         cls = _ProjectSettings
     try:
         return cls(**given)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -34,7 +35,7 @@ def status(project: Project, store: Store, *, timezone: str, now: datetime,
     rows = []
     for campaign in campaigns:
         for step in campaign.steps:
-            c = counts.get((campaign.id, step.id), {})
+            c = counts.get((campaign.id, step.id), Counter())
             due = due_time(campaign, step, timezone=timezone, now=now)
             rows.append({"campaign": campaign.id, "step": step.id,
                          "due": due.isoformat() if due else None,

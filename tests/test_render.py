@@ -71,8 +71,8 @@ def test_undefined_variable_names_template_line_and_recipient(templates: Path) -
         renderer.render(renderer.compile("hello", "s"), {"stakeholder": person()},
                         who="s@x.example")
     assert info.value.location_message() == (
-        f"templates/hello.txt.j2:3: 'comms.audience.Stakeholder object' has no attribute "
-        f"'nickname' (rendering for s@x.example)")
+        "templates/hello.txt.j2:3: 'comms.audience.Stakeholder object' has no attribute "
+        "'nickname' (rendering for s@x.example)")
 
 
 def test_syntax_error_names_template_and_line(templates: Path) -> None:

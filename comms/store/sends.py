@@ -21,7 +21,6 @@ from sqlalchemy import (
     insert,
     literal,
     literal_column,
-
     select,
     update,
 )
