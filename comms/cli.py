@@ -92,7 +92,8 @@ def validate(project_dir: Path | None) -> None:
 
 @cli.command()
 @click.argument("kind", type=click.Choice(["campaign", "schedule"]), default="campaign")
-def schema(kind: str) -> None:
+@project_option
+def schema(kind: str, project_dir: Path | None) -> None:
     """Print the JSON Schema of campaign (or schedule) files, for editor autocompletion."""
     from . import campaign, schedule
 

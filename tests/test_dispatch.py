@@ -191,3 +191,79 @@ def test_two_processes_sending_one_step_send_each_message_once(
     assert len(outbox(apps[0])) == 75
     for app in apps:
         app.close()
+
+
+@pytest.fixture
+def sendgrid(tmp_path: Path):  # type: ignore[no-untyped-def]
+    from tests.sinks.sendgrid_server import SendGridSink
+
+    with SendGridSink(api_key="SG.test-key", log=tmp_path / "sg.jsonl") as sink:
+        yield sink
+
+
+def sendgrid_app(project_dir: Path, tmp_path: Path, clock: FakeClock, url: str) -> App:
+    return make_app(project_dir, f"sqlite:///{tmp_path / 'sg.db'}", clock, transport="sendgrid",
+                    sendgrid_api_key="SG.test-key", sendgrid_host=url, concurrency=2)
+
+
+def test_rate_limit_reply_is_retried_after_the_reset(project_dir: Path, tmp_path: Path,
+                                                     clock: FakeClock, sendgrid) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from tests.sinks.sendgrid_server import Reply
+
+    sendgrid.script(Reply(429, {"X-RateLimit-Limit": "600", "X-RateLimit-Remaining": "0",
+                                "X-RateLimit-Reset": str(int(time.time()) + 30)},
+                          {"errors": [{"message": "too many requests", "field": None}]}),
+                    Reply(503, {}, b"unavailable"))
+    app = sendgrid_app(project_dir, tmp_path, clock, sendgrid.url)
+    campaign = app.project.campaign("pct-leads-briefing")
+    summary = app.dispatcher().send(campaign, campaign.steps[0])
+    assert (summary.sent, summary.failed) == (6, 0)
+    assert len(sendgrid.messages) == 6
+    assert any(28 <= s <= 31 for s in clock.slept), clock.slept  # waited for the reset
+    to = {m["payload"]["personalizations"][0]["to"][0]["email"] for m in sendgrid.messages}
+    assert len(to) == 6
+    for m in sendgrid.messages:
+        assert set(m["payload"]["personalizations"][0]["custom_args"]) == {"send_id"}
+    with app.store.read() as conn:
+        rows = conn.execute(select(tables.attempts.c.outcome, tables.attempts.c.status_code)
+                            .order_by(tables.attempts.c.id)).all()
+    assert sorted(r.status_code for r in rows if r.outcome == "transient") == [429, 503]
+    app.close()
+
+
+def test_permanent_error_fails_one_send_and_the_rest_go_on(
+        project_dir: Path, tmp_path: Path, clock: FakeClock, sendgrid) -> None:  # type: ignore[no-untyped-def]
+    from tests.sinks.sendgrid_server import Reply
+
+    sendgrid.script(Reply(400, {}, {"errors": [{"message": "Does not contain a valid address.",
+                                                "field": "personalizations.0.to.0.email"}]}))
+    app = sendgrid_app(project_dir, tmp_path, clock, sendgrid.url)
+    campaign = app.project.campaign("pct-leads-briefing")
+    summary = app.dispatcher().send(campaign, campaign.steps[0])
+    assert (summary.sent, summary.failed) == (5, 1)
+    assert "Does not contain a valid address." in summary.failures[0]
+    again = app.dispatcher().send(campaign, campaign.steps[0])
+    assert (again.sent, again.failed) == (0, 0)  # permanent: not retried by the next run
+    app.close()
+
+
+def test_transient_failures_exhausted_are_retried_by_the_next_run(
+        project_dir: Path, tmp_path: Path, clock: FakeClock, sendgrid) -> None:  # type: ignore[no-untyped-def]
+    from tests.sinks.sendgrid_server import Reply
+
+    sendgrid.script(*[Reply(500, {}, b"boom")] * 3)
+    app = make_app(project_dir, f"sqlite:///{tmp_path / 'sg.db'}", clock, transport="sendgrid",
+                   sendgrid_api_key="SG.test-key", sendgrid_host=sendgrid.url, concurrency=1,
+                   max_attempts=3)
+    campaign = app.project.campaign("pct-leads-briefing")
+    first = app.dispatcher().send(campaign, campaign.steps[0])
+    assert (first.sent, first.failed) == (5, 1)
+    assert "gave up after 3 attempts" in first.failures[0]
+    assert len(clock.slept) == 2 and clock.slept[1] > clock.slept[0]  # exponential backoff
+    second = app.dispatcher().send(campaign, campaign.steps[0])
+    assert (second.sent, second.already_sent) == (1, 5)
+    assert len({m["payload"]["personalizations"][0]["to"][0]["email"]
+                for m in sendgrid.messages}) == 6
+    app.close()
