@@ -9,16 +9,18 @@ from __future__ import annotations
 import random
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Connection
+from sqlalchemy import ColumnElement, Connection, and_
 
+from . import events
 from .audience import from_row, matches
 from .campaign import Campaign, Step
 from .clock import Clock
 from .errors import CommsError, PermanentError, TemplateError, TransientError
-from .message import Composer, PreparedStep
+from .conditions import condition
+from .message import CalendarSpec, Composer, PreparedStep
 from .store import Store, runs
 from .store import sends as ledger
 from .transports.base import Transport
@@ -41,6 +43,7 @@ class Summary:
     failed: int = 0
     uncertain: int = 0
     would_send: int = 0
+    skipped: int = 0
     resent_uncertain: int = 0
     failures: list[str] = field(default_factory=list)
 
@@ -53,6 +56,8 @@ class Summary:
         parts.append(f"{self.sent} sent, {self.already_sent} already sent, "
                      f"{self.suppressed} suppressed, {self.failed} failed, "
                      f"{self.uncertain} uncertain")
+        if self.skipped:
+            parts.append(f"({self.skipped} skipped: condition not met)")
         return " ".join(parts)
 
 
@@ -87,23 +92,58 @@ class Dispatcher:
 
         ``resend_uncertain`` also sends again what a stopped process left uncertain.
         """
-        key = ledger.Key(campaign.id, step.id, occurrence)
-        summary = Summary(campaign.id, step.id, occurrence)
         audience = matches(campaign.audience, step.only_if)
+        event = campaign.event(step.event_id) if step.event_id else None
+        if event is not None and step.kind in ("invite", "cancel"):
+            audience = and_(audience, events.not_organiser(event))
+            if step.kind == "cancel":
+                audience = and_(audience, events.invited_not_declined(campaign, event))
         after = None
         if step.after is not None:
             after = (step.after.step, step.after.delta if respect_delay else None)
+        target = _Target(audience, after, condition(campaign.id, step.only_if))
+        return self._run(campaign, step, ledger.Key(campaign.id, step.id, occurrence), target,
+                         dry_run=dry_run, resend_uncertain=resend_uncertain)
+
+    def send_event_changes(self, campaign: Campaign) -> list[Summary]:
+        """Updates (same UID, SEQUENCE + 1) or cancellations to everyone invited who has not
+        declined, for each event whose time, place, link, title or status changed."""
+        summaries = []
+        for event in campaign.events:
+            invites = [s.id for s in campaign.steps if s.kind == "invite" and s.event == event.id]
+            with self.store.write() as conn:
+                if not invites or not ledger.any_sent(conn, campaign.id, invites):
+                    continue
+                state = events.sync_event(conn, campaign, event, timezone=self.composer.timezone,
+                                          now=self.clock.now())
+            cancel_steps = [s for s in campaign.steps if s.kind == "cancel" and s.event == event.id]
+            if state.sequence == 0 or (state.status == "cancelled" and cancel_steps):
+                continue
+            step = events.change_step(event, cancelled=state.status == "cancelled")
+            audience = and_(matches(campaign.audience), events.not_organiser(event),
+                            events.invited_not_declined(campaign, event, below=state.sequence))
+            key = ledger.Key(campaign.id, step.id, f"seq-{state.sequence}")
+            summaries.append(self._run(campaign, step, key, _Target(audience, None, None)))
+        return summaries
+
+    def _run(self, campaign: Campaign, step: Step, key: ledger.Key, target: _Target, *,
+             dry_run: bool = False, resend_uncertain: bool = False) -> Summary:
+        summary = Summary(campaign.id, step.id, key.occurrence)
         now = self.clock.now()
-        prepared = self.composer.prepare(campaign, step, now=now)
+        prepared, sequence = self._prepare(campaign, step, now, dry_run=dry_run)
+        if prepared is None:
+            summary.failures.append("the event is cancelled: no invitations are sent")
+            return summary
         if dry_run:
-            return self._dry_run(prepared, key, audience, summary)
+            return self._dry_run(prepared, key, target.audience, summary)
         with self.store.write() as conn:
             ledger.mark_uncertain(conn, runs.dead_runs(conn, now))
             before = ledger.key_counts(conn, key)
             ledger.reopen_retryable(conn, key)
             if resend_uncertain:
                 summary.resent_uncertain = ledger.reopen_uncertain(conn, key)
-            ledger.materialise(conn, key, audience, now, after=after)
+            ledger.materialise(conn, key, target.audience, now, after=target.after,
+                               condition=target.condition)
             ledger.mark_suppressed(conn, key)
             run_id = runs.start(conn, "send", now)
             pending = ledger.key_counts(conn, key)["pending"]
@@ -111,14 +151,35 @@ class Dispatcher:
         if self.progress:
             self.progress.start(f"{campaign.id}/{step.id}", pending)
         try:
-            self._deliver(prepared, key, run_id, summary)
+            self._deliver(prepared, key, run_id, summary, sequence)
         finally:
             with self.store.write() as conn:
                 runs.finish(conn, run_id, self.clock.now())
                 after_counts = ledger.key_counts(conn, key)
         summary.suppressed = after_counts["suppressed"]
         summary.uncertain = after_counts["uncertain"]
+        summary.skipped = after_counts["skipped"]
         return summary
+
+    def _prepare(self, campaign: Campaign, step: Step, now: datetime, *,
+                 dry_run: bool) -> tuple[PreparedStep | None, int | None]:
+        """Compose once per step; for event steps, bring the event's state up to date first."""
+        event = campaign.event(step.event_id) if step.event_id else None
+        if event is None:
+            return self.composer.prepare(campaign, step, now=now), None
+        writer = self.store.read if dry_run else self.store.write
+        with writer() as conn:
+            state = events.sync_event(conn, campaign, event, timezone=self.composer.timezone,
+                                      now=now, cancel=step.kind == "cancel")
+            seats = events.seats_left(conn, campaign.id, event)
+        spec = None
+        if step.kind in ("invite", "cancel"):
+            cancelled = state.status == "cancelled"
+            if step.kind == "invite" and cancelled:
+                return None, None
+            spec = CalendarSpec(state.uid, state.sequence, "CANCEL" if cancelled else "REQUEST")
+        prepared = self.composer.prepare(campaign, step, now=now, seats_left=seats, calendar=spec)
+        return prepared, state.sequence if spec else None
 
     def _dry_run(self, prepared: PreparedStep, key: ledger.Key, audience: Any,
                  summary: Summary) -> Summary:
@@ -129,7 +190,7 @@ class Dispatcher:
         return summary
 
     def _deliver(self, prepared: PreparedStep, key: ledger.Key, run_id: str,
-                 summary: Summary) -> None:
+                 summary: Summary, sequence: int | None) -> None:
         limit = max(1, self.policy.concurrency)
         bucket = _Bucket(self.policy.max_per_minute, self.clock)
         in_flight: dict[Future[_Result], int] = {}
@@ -144,7 +205,8 @@ class Dispatcher:
                     with self.store.write() as conn:
                         self._record(conn, run_id, done, summary, now)
                         done = []
-                        claimed = ledger.claim(conn, key, run_id, free, now) if free else []
+                        claimed = (ledger.claim(conn, key, run_id, free, now, sequence=sequence)
+                                   if free else [])
                         if (now - last_beat).total_seconds() >= HEARTBEAT_SECONDS:
                             runs.heartbeat(conn, run_id, now)
                             last_beat = now
@@ -241,6 +303,15 @@ class Dispatcher:
         if retry_after is not None:
             delay = max(delay, min(retry_after, MAX_BACKOFF))
         return delay
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """Who a send run reaches: the audience, an ``after`` rule, and a send-time condition."""
+
+    audience: ColumnElement[bool]
+    after: tuple[str, timedelta | None] | None
+    condition: ColumnElement[bool] | None
 
 
 @dataclass(frozen=True, slots=True)

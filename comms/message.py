@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from .audience import Stakeholder
 from .campaign import Campaign, Event, Step
+from .invite import EventCalendar, Method, build_calendar
 from .render import Renderer, StepTemplates
 from .tracking.tokens import Tokens
 from .transports.base import Address, Message
@@ -68,13 +69,14 @@ class PreparedStep:
 
     def __init__(self, *, campaign: Campaign, step: Step, templates: StepTemplates,
                  renderer: Renderer, tokens: Tokens, now: datetime,
-                 event: EventView | None) -> None:
+                 event: EventView | None, calendar: EventCalendar | None = None) -> None:
         self.campaign = campaign
         self.step = step
         self._templates = templates
         self._renderer = renderer
         self._tokens = tokens
         self.event = event
+        self.calendar = calendar
         self._sender = Address(email=campaign.sender.email, name=campaign.sender.name)
         self._domain = campaign.sender.email.rpartition("@")[2]
         self._base: dict[str, Any] = {
@@ -113,6 +115,8 @@ class PreparedStep:
             reply_to=self.campaign.reply_to,
             headers={"List-Unsubscribe": f"<{context['unsubscribe_url']}>",
                      "List-Unsubscribe-Post": ONE_CLICK},
+            calendar=(self.calendar.part_for(stakeholder.email, stakeholder.full_name)
+                      if self.calendar else None),
         )
 
 
@@ -125,13 +129,29 @@ class Composer:
         self.timezone = timezone
 
     def prepare(self, campaign: Campaign, step: Step, *, now: datetime,
-                seats_left: int | None = None) -> PreparedStep:
+                seats_left: int | None = None, calendar: CalendarSpec | None = None) -> PreparedStep:
+        """Everything the same for all recipients of a step, done once: templates, event view,
+        and for invitations the calendar, built once and personalised per attendee."""
         event_id = step.event_id
         event = campaign.event(event_id) if event_id else None
+        built = None
+        if event is not None and calendar is not None:
+            built = build_calendar(event, method=calendar.method, sequence=calendar.sequence,
+                                   uid=calendar.uid, dtstamp=now, default_timezone=self.timezone)
         return PreparedStep(
             campaign=campaign, step=step,
             templates=self.renderer.compile(step.template, step.subject),
             renderer=self.renderer, tokens=self.tokens,
             now=now.astimezone(ZoneInfo(self.timezone)),
             event=event_view(event, self.timezone, seats_left) if event else None,
+            calendar=built,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarSpec:
+    """Which calendar an invitation step carries: the event's UID and SEQUENCE, and the method."""
+
+    uid: str
+    sequence: int
+    method: Method

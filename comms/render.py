@@ -17,6 +17,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from .errors import TemplateError
 
 HTML_SUFFIX = ".html.j2"
+BUILTIN = Path(__file__).parent / "templates"  # defaults a project's templates/ may override
 TEXT_SUFFIX = ".txt.j2"
 
 
@@ -43,7 +44,7 @@ class Renderer:
     def __init__(self, templates_dir: Path) -> None:
         self.templates_dir = templates_dir
         self.env = SandboxedEnvironment(
-            loader=jinja2.FileSystemLoader(templates_dir),
+            loader=jinja2.FileSystemLoader([templates_dir, BUILTIN]),
             undefined=jinja2.StrictUndefined,
             autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2", "html"),
                                                 default_for_string=False),
@@ -54,7 +55,8 @@ class Renderer:
         self._compiled: dict[tuple[str, str], StepTemplates] = {}
 
     def exists(self, template: str) -> bool:
-        return (self.templates_dir / f"{template}{HTML_SUFFIX}").is_file()
+        return any((folder / f"{template}{HTML_SUFFIX}").is_file()
+                   for folder in (self.templates_dir, BUILTIN))
 
     def compile(self, template: str, subject: str) -> StepTemplates:
         """Compile (once per process) a step's subject, HTML body and optional text twin."""
@@ -63,7 +65,8 @@ class Renderer:
         if compiled is None:
             try:
                 text_name = f"{template}{TEXT_SUFFIX}"
-                has_text = (self.templates_dir / text_name).is_file()
+                has_text = any((folder / text_name).is_file()
+                               for folder in (self.templates_dir, BUILTIN))
                 compiled = StepTemplates(
                     name=template,
                     subject=self.env.from_string(subject),
@@ -107,6 +110,8 @@ class Renderer:
         path = Path(filename)
         if not path.is_absolute():
             path = self.templates_dir / path
+        if path.resolve().is_relative_to(BUILTIN.resolve()):
+            return str(Path("comms/templates") / path.resolve().relative_to(BUILTIN.resolve()))
         try:
             return str(Path("templates") / path.resolve().relative_to(self.templates_dir.resolve()))
         except ValueError:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Connection,
     and_,
     bindparam,
+    case,
     func,
     insert,
     literal,
@@ -28,7 +29,7 @@ from sqlalchemy import (
 from . import tables
 from .upsert import dialect_insert
 
-STATES = ("pending", "claimed", "sent", "failed", "uncertain", "suppressed")
+STATES = ("pending", "claimed", "sent", "failed", "uncertain", "suppressed", "skipped")
 s, st = tables.sends, tables.stakeholders
 
 
@@ -57,14 +58,19 @@ def _random_uid(conn: Connection) -> Any:
 
 
 def materialise(conn: Connection, key: Key, audience: ColumnElement[bool], now: datetime, *,
-                after: tuple[str, timedelta | None] | None = None) -> int:
-    """Create pending sends for everyone in the audience who has none for this key yet.
+                after: tuple[str, timedelta | None] | None = None,
+                condition: ColumnElement[bool] | None = None) -> int:
+    """Create sends for everyone in the audience who has none for this key yet: ``pending``,
+    or ``skipped`` for those who do not meet ``condition`` now (final for this occurrence).
 
     With ``after=(step, delay)``, only people whose send of that step (same campaign) went out
     at least ``delay`` ago (any time, with ``delay`` None).
     """
+    status: Any = literal("pending")
+    if condition is not None:
+        status = case((condition, literal("pending")), else_=literal("skipped"))
     query = select(_random_uid(conn), literal(key.campaign), literal(key.step),
-                   literal(key.occurrence), st.c.id, literal("pending"),
+                   literal(key.occurrence), st.c.id, status,
                    literal(now, tables.UtcDateTime())).where(audience)
     if after is not None:
         parent_step, delay = after
@@ -81,6 +87,11 @@ def materialise(conn: Connection, key: Key, audience: ColumnElement[bool], now: 
         index_elements=["campaign", "step", "occurrence", "stakeholder_id"])
     result = conn.execute(stmt)
     return result.rowcount or 0
+
+
+def any_sent(conn: Connection, campaign: str, steps: Sequence[str]) -> bool:
+    return conn.execute(select(s.c.id).where(s.c.campaign == campaign, s.c.step.in_(steps),
+                                             s.c.status == "sent").limit(1)).first() is not None
 
 
 def reopen_retryable(conn: Connection, key: Key) -> int:
@@ -107,8 +118,10 @@ def mark_suppressed(conn: Connection, key: Key) -> int:
     return result.rowcount or 0
 
 
-def claim(conn: Connection, key: Key, run_id: str, limit: int, now: datetime) -> list[Claimed]:
-    """Take up to ``limit`` pending sends for this run (others skip them: SKIP LOCKED)."""
+def claim(conn: Connection, key: Key, run_id: str, limit: int, now: datetime, *,
+          sequence: int | None = None) -> list[Claimed]:
+    """Take up to ``limit`` pending sends for this run (others skip them: SKIP LOCKED);
+    ``sequence`` records which calendar SEQUENCE an invitation carries."""
     rows = conn.execute(
         select(s.c.id, s.c.uid, st).join(st, st.c.id == s.c.stakeholder_id)
         .where(key.where(), s.c.status == "pending").order_by(s.c.id).limit(limit)
@@ -116,7 +129,7 @@ def claim(conn: Connection, key: Key, run_id: str, limit: int, now: datetime) ->
     if not rows:
         return []
     conn.execute(update(s).where(s.c.id.in_([r["id"] for r in rows]), s.c.status == "pending")
-                 .values(status="claimed", run_id=run_id, claimed_at=now))
+                 .values(status="claimed", run_id=run_id, claimed_at=now, sequence=sequence))
     return [Claimed(r["id"], r["uid"], dict(r)) for r in rows]
 
 

@@ -101,6 +101,7 @@ sends = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("claimed_at", UtcDateTime()),
     Column("sent_at", UtcDateTime()),
+    Column("sequence", Integer),  # invitations: the SEQUENCE of the calendar sent
     UniqueConstraint("campaign", "step", "occurrence", "stakeholder_id", name="uq_sends_key"),
 )
 Index("ix_sends_queue", sends.c.campaign, sends.c.step, sends.c.occurrence, sends.c.status)
@@ -147,3 +148,47 @@ responses = Table(
 )
 Index("ix_responses_send", responses.c.send_id)
 Index("ix_responses_stakeholder", responses.c.stakeholder_id)
+
+events = Table(
+    "events", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("campaign", String(64), nullable=False),
+    Column("event", String(64), nullable=False),
+    Column("uid", String(200), nullable=False, unique=True),
+    Column("sequence", Integer, nullable=False, server_default="0"),
+    Column("fingerprint", String(64), nullable=False),
+    Column("status", String(16), nullable=False),  # confirmed | cancelled
+    Column("capacity", Integer),
+    Column("starts_at", UtcDateTime(), nullable=False),
+    Column("ends_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("campaign", "event", name="uq_events_key"),
+)
+
+rsvps = Table(
+    "rsvps", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("campaign", String(64), nullable=False),
+    Column("event", String(64), nullable=False),
+    Column("stakeholder_id", Integer, ForeignKey("stakeholders.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("status", String(16), nullable=False),  # accepted | tentative | declined | waitlisted
+    Column("source", String(16), nullable=False),  # link | calendar | manual
+    Column("answered_at", UtcDateTime(), nullable=False),
+    Column("queued_at", UtcDateTime()),  # when a waitlisted person asked for a seat
+    UniqueConstraint("campaign", "event", "stakeholder_id", name="uq_rsvps_key"),
+)
+Index("ix_rsvps_stakeholder", rsvps.c.stakeholder_id)
+
+attendance = Table(
+    "attendance", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("campaign", String(64), nullable=False),
+    Column("event", String(64), nullable=False),
+    Column("stakeholder_id", Integer, ForeignKey("stakeholders.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("recorded_at", UtcDateTime(), nullable=False),
+    Column("source", String(500), nullable=False, server_default=""),
+    UniqueConstraint("campaign", "event", "stakeholder_id", name="uq_attendance_key"),
+)
+Index("ix_attendance_stakeholder", attendance.c.stakeholder_id)
