@@ -6,6 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from .campaign import Campaign, Event
 from .clock import Clock, SystemClock
 from .dispatch import Dispatcher, Policy, Progress
 from .message import Composer
@@ -69,6 +70,11 @@ class App:
                         max_per_minute=max_per_minute)
         return Dispatcher(self.store, self.transport, self.composer, clock=self.clock,
                           policy=policy, progress=progress)
+
+    def notify(self, campaign: Campaign, event: Event, kind: str,
+               stakeholder_ids: list[int]) -> None:
+        """Tell people their RSVP put them on the waitlist, or that a seat is theirs now."""
+        self.dispatcher().notify(campaign, event, kind, stakeholder_ids)
 
     def close(self) -> None:
         if self._transport is not None:

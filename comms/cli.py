@@ -173,9 +173,9 @@ def send(campaign: str, steps: tuple[str, ...], dry_run: bool, resend_uncertain:
         with progress_bar() as bar:
             dispatcher = app.dispatcher(
                 max_per_minute=schedule.max_per_minute if schedule else None, progress=bar)
-            for step in todo:
-                summary = dispatcher.send(chosen, step, respect_delay=not steps, dry_run=dry_run,
-                                          resend_uncertain=resend_uncertain)
+            for summary in dispatcher.send_campaign(chosen, todo, respect_delay=not steps,
+                                                    dry_run=dry_run,
+                                                    resend_uncertain=resend_uncertain):
                 click.echo(summary.line())
                 for failure in summary.failures:
                     click.echo(f"  failed: {failure}", err=True)

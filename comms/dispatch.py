@@ -7,6 +7,7 @@ at most that many ``uncertain`` (maybe sent, maybe not); they are reported, neve
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,12 +17,12 @@ from sqlalchemy import ColumnElement, Connection, and_
 
 from . import events
 from .audience import from_row, matches
-from .campaign import Campaign, Step
+from .campaign import Campaign, Event, Step
 from .clock import Clock
-from .errors import CommsError, PermanentError, TemplateError, TransientError
 from .conditions import condition
+from .errors import CommsError, PermanentError, TemplateError, TransientError
 from .message import CalendarSpec, Composer, PreparedStep
-from .store import Store, runs
+from .store import Store, runs, tables
 from .store import sends as ledger
 from .transports.base import Transport
 
@@ -105,6 +106,16 @@ class Dispatcher:
         return self._run(campaign, step, ledger.Key(campaign.id, step.id, occurrence), target,
                          dry_run=dry_run, resend_uncertain=resend_uncertain)
 
+    def send_campaign(self, campaign: Campaign, steps: Iterable[Step], *,
+                      respect_delay: bool = True, dry_run: bool = False,
+                      resend_uncertain: bool = False) -> Iterator[Summary]:
+        """One cycle for a campaign: changes of its events first, then the given steps."""
+        if not dry_run:
+            yield from self.send_event_changes(campaign)
+        for step in steps:
+            yield self.send(campaign, step, respect_delay=respect_delay, dry_run=dry_run,
+                            resend_uncertain=resend_uncertain)
+
     def send_event_changes(self, campaign: Campaign) -> list[Summary]:
         """Updates (same UID, SEQUENCE + 1) or cancellations to everyone invited who has not
         declined, for each event whose time, place, link, title or status changed."""
@@ -125,6 +136,14 @@ class Dispatcher:
             key = ledger.Key(campaign.id, step.id, f"seq-{state.sequence}")
             summaries.append(self._run(campaign, step, key, _Target(audience, None, None)))
         return summaries
+
+    def notify(self, campaign: Campaign, event: Event, kind: str,
+               stakeholder_ids: list[int]) -> Summary:
+        """Send a built-in RSVP message (``waitlisted`` or ``promoted``) to these people."""
+        step = events.notice_step(event, kind)
+        audience = tables.stakeholders.c.id.in_(stakeholder_ids)
+        key = ledger.Key(campaign.id, step.id, ONCE)
+        return self._run(campaign, step, key, _Target(audience, None, None))
 
     def _run(self, campaign: Campaign, step: Step, key: ledger.Key, target: _Target, *,
              dry_run: bool = False, resend_uncertain: bool = False) -> Summary:

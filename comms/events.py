@@ -11,7 +11,6 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, Connection, and_, func, insert, select, update
 
 from ._types import email_key
-from .audience import read_directory
 from .campaign import Campaign, Event, Step
 from .errors import ConfigError, ConfigErrors, NotFound
 from .invite import event_changed_fingerprint, event_uid
@@ -187,3 +186,13 @@ def change_step(event: Event, *, cancelled: bool) -> Step:
     return Step.model_construct(
         id=f"{event.id}:update", kind="invite", event=event.id, now=True,
         template="comms/event-update", subject="Updated: {{ event.title }}")
+
+
+NOTICES = {"waitlisted": "You are on the waiting list: {{ event.title }}",
+           "promoted": "A place is yours: {{ event.title }}"}
+
+
+def notice_step(event: Event, kind: str) -> Step:
+    """The built-in step telling someone what their RSVP did (templates/comms/rsvp-*.html.j2)."""
+    return Step.model_construct(id=f"{event.id}:{kind}", kind="email", event=event.id, now=True,
+                                template=f"comms/rsvp-{kind}", subject=NOTICES[kind])

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy import Connection, func, insert, select, update
 
+from .. import events
+from .._types import email_key
+from ..campaign import Campaign, Event
+from ..invite import Reply
 from ..store import tables
+from .tokens import InvalidToken
+
+if TYPE_CHECKING:
+    from ..app import App
+
+log = logging.getLogger(__name__)
 
 Answer = Literal["accepted", "declined", "tentative"]
 Source = Literal["link", "calendar", "manual"]
@@ -90,3 +101,99 @@ def _response(conn: Connection, campaign: str, event: str, stakeholder_id: int, 
     conn.execute(insert(tables.responses).values(
         send_id=send_id, stakeholder_id=stakeholder_id, campaign=campaign, event=event, kind=kind,
         detail=source, occurred_at=now, received_at=now, raw=json.dumps({"source": source})))
+
+
+# --- answers arriving from outside: signed links and calendar replies -------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Invitation:
+    """Who a link or a reply speaks for, and where they stand."""
+
+    campaign: Campaign
+    event: Event
+    stakeholder_id: int
+    first_name: str
+    email: str
+    send_id: int | None
+    step: str | None
+    status: str  # their answer so far, or "no response"
+
+
+class UnknownInvitation(Exception):
+    """A reply or link that matches no event or no invited person."""
+
+
+class Rsvps:
+    """Answers by link and by calendar reply, with waitlist and promotion emails."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def by_token(self, token: str) -> tuple[Invitation, Answer]:
+        """The invitation and the answer a link carries (InvalidToken if forged or expired)."""
+        uid, answer = self.app.tokens.read_rsvp(token, self.app.clock.now())
+        s, st = tables.sends, tables.stakeholders
+        with self.app.store.read() as conn:
+            row = conn.execute(select(s.c.id, s.c.campaign, s.c.step, st.c.id.label("person"),
+                                      st.c.first_name, st.c.display_email)
+                               .join(st, st.c.id == s.c.stakeholder_id).where(s.c.uid == uid)).first()
+        if row is None:
+            raise InvalidToken("this RSVP link is not known here")
+        campaign = self.app.project.campaigns.get(row.campaign)
+        step = campaign.step(row.step.partition(":")[0]) if campaign else None
+        event_id = step.event_id if step else row.step.partition(":")[0]
+        event = campaign.event(event_id) if campaign and event_id else None
+        if campaign is None or event is None:
+            raise InvalidToken("this RSVP link is for an event that no longer exists")
+        invitation = Invitation(campaign, event, row.person, row.first_name, row.display_email,
+                                row.id, row.step, self._status(campaign.id, event.id, row.person))
+        return invitation, answer
+
+    def by_reply(self, reply: Reply) -> Invitation:
+        """The invitation a calendar REPLY answers: matched by UID and attendee (any case)."""
+        e, st = tables.events, tables.stakeholders
+        with self.app.store.read() as conn:
+            event_row = conn.execute(select(e.c.campaign, e.c.event).where(
+                e.c.uid == reply.uid)).first()
+            person = conn.execute(select(st.c.id, st.c.first_name, st.c.display_email).where(
+                st.c.email == email_key(reply.attendee_email))).first()
+        campaign = self.app.project.campaigns.get(event_row.campaign) if event_row else None
+        event = campaign.event(event_row.event) if campaign and event_row else None
+        if campaign is None or event is None:
+            raise UnknownInvitation(f"a calendar reply for an unknown event (UID {reply.uid})")
+        if person is None:
+            raise UnknownInvitation(f"a calendar reply from someone not in the directory for "
+                                    f"{campaign.id}/{event.id}")
+        return Invitation(campaign, event, person.id, person.first_name, person.display_email,
+                          None, None, self._status(campaign.id, event.id, person.id))
+
+    def answer(self, invitation: Invitation, answer: Answer, source: Source) -> Outcome:
+        """Record the answer; tell the waitlisted and the promoted by email."""
+        now = self.app.clock.now()
+        with self.app.store.write() as conn:
+            events.sync_event(conn, invitation.campaign, invitation.event,
+                              timezone=self.app.settings.timezone, now=now)
+            outcome = record_answer(conn, campaign=invitation.campaign.id,
+                                    event=invitation.event.id,
+                                    stakeholder_id=invitation.stakeholder_id, answer=answer,
+                                    source=source, now=now, send_id=invitation.send_id)
+        log.info("rsvp %s/%s: %s via %s", invitation.campaign.id, invitation.event.id,
+                 outcome.status, source)
+        if outcome.changed and outcome.status == "waitlisted":
+            self.app.notify(invitation.campaign, invitation.event, "waitlisted",
+                            [invitation.stakeholder_id])
+        if outcome.promoted:
+            self.app.notify(invitation.campaign, invitation.event, "promoted", outcome.promoted)
+        return outcome
+
+    def seats_left(self, invitation: Invitation) -> int | None:
+        with self.app.store.read() as conn:
+            return events.seats_left(conn, invitation.campaign.id, invitation.event)
+
+    def _status(self, campaign: str, event: str, person: int) -> str:
+        r = tables.rsvps
+        with self.app.store.read() as conn:
+            status = conn.execute(select(r.c.status).where(
+                r.c.campaign == campaign, r.c.event == event, r.c.stakeholder_id == person)).scalar()
+        return status or "no response"

@@ -13,7 +13,7 @@ down_revision = "0001"
 TS = sa.DateTime(timezone=True)
 
 
-def _per_person() -> list[sa.Column]:  # type: ignore[type-arg]
+def _per_person() -> list[sa.Column]:
     return [
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("campaign", sa.String(64), nullable=False),
