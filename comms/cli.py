@@ -256,6 +256,96 @@ def contacts_list(role: str | None, borough: str | None, fmt: str,
     click.echo(output.render(rows, columns, fmt))
 
 
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@project_option
+@handle_errors
+def serve(host: str, port: int, project_dir: Path | None) -> None:
+    """The web app: RSVP pages, unsubscribe, inbound calendar replies."""
+    from .web import serve as run_server
+
+    app = loaded(make_app(project_dir))
+    app.sync_directory()
+    run_server(app, host=host, port=port)
+
+
+@cli.group()
+def inbox() -> None:
+    """Mail that comes back: calendar replies to invitations."""
+
+
+@inbox.command("import")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@project_option
+@handle_errors
+def inbox_import(path: Path, project_dir: Path | None) -> None:
+    """Read .eml files, a folder of them, or an mbox file; record the calendar replies."""
+    from .tracking.mailbox import import_path
+
+    app = loaded(make_app(project_dir))
+    result = import_path(app, path)
+    click.echo(f"{result.messages} message(s): {len(result.recorded)} answer(s) recorded, "
+               f"{len(result.unmatched)} not matched")
+    for line in result.unmatched:
+        click.echo(f"  not matched: {line}", err=True)
+
+
+@inbox.command("poll")
+@project_option
+@handle_errors
+def inbox_poll(project_dir: Path | None) -> None:
+    """Fetch unread mail from the IMAP mailbox (COMMS_IMAP_*) and record calendar replies."""
+    from .tracking.mailbox import poll_imap
+
+    app = loaded(make_app(project_dir))
+    result = poll_imap(app)
+    click.echo(f"{result.messages} message(s): {len(result.recorded)} answer(s) recorded, "
+               f"{len(result.unmatched)} not matched")
+
+
+@cli.group("events")
+def events_group() -> None:
+    """Who is coming: rosters and attendance."""
+
+
+@events_group.command("roster")
+@click.argument("event")
+@format_option("table", "csv", "json")
+@project_option
+@handle_errors
+def events_roster(event: str, fmt: str, project_dir: Path | None) -> None:
+    """Each invitee with status, source and time of the answer (EVENT or CAMPAIGN/EVENT)."""
+    from .events import find_event, roster
+
+    app = loaded(make_app(project_dir))
+    campaign, found = find_event(app.project.campaigns, event)
+    with app.store.read() as conn:
+        rows = roster(conn, campaign, found)
+    columns = ["email", "name", "organisation", "borough", "status", "source", "answered_at",
+               "attended"]
+    click.echo(output.render(rows, columns, fmt))
+
+
+@events_group.command("attendance")
+@click.argument("event")
+@click.argument("sheet", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@project_option
+@handle_errors
+def events_attendance(event: str, sheet: Path, project_dir: Path | None) -> None:
+    """Import a sign-in sheet (CSV with an email column): who attended EVENT."""
+    from .events import find_event, import_attendance
+
+    app = loaded(make_app(project_dir))
+    campaign, found = find_event(app.project.campaigns, event)
+    app.sync_directory()
+    with app.store.write() as conn:
+        result = import_attendance(conn, campaign, found, sheet, now=app.clock.now())
+    click.echo(f"{result.recorded} attended {campaign.id}/{found.id}")
+    for email in result.unknown:
+        click.echo(f"{sheet}: warning: {email} is not in the directory", err=True)
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)

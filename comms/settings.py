@@ -41,6 +41,15 @@ class Settings(BaseSettings):
     sendgrid_smtp_port: int = 587
     sendgrid_webhook_public_key: str | None = None
 
+    imap_host: str | None = None
+    imap_port: int = 993
+    imap_username: str | None = None
+    imap_password: SecretStr | None = None
+    imap_folder: str = "INBOX"
+    imap_ssl: bool = True
+
+    inbound_max_bytes: int = 10_000_000
+
     secret_key: SecretStr | None = None
     base_url: str = "http://localhost:8000"
     timezone: str = "Europe/London"
