@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 
+from . import _yaml
+from ._types import email_key
 from .audience import from_row, matches
+from .campaign import Campaign
 from .errors import ConfigError, TemplateError
 from .message import Composer
 from .project import Project
@@ -35,6 +38,7 @@ def check(project: Project, *, timezone: str, now: datetime) -> list[ConfigError
                 if not count:
                     problems.append(located.error(("audience",), "audience matches nobody in "
                                                   "stakeholders/", warning=True))
+                problems += _organisers_invited(conn, campaign, located)
                 for step in campaign.steps:
                     try:
                         prepared = composer.prepare(campaign, step, now=now)
@@ -58,4 +62,23 @@ def check(project: Project, *, timezone: str, now: datetime) -> list[ConfigError
                             path=first.path, line=first.line))
     finally:
         store.dispose()
+    return problems
+
+
+def _organisers_invited(conn: Connection, campaign: Campaign,
+                        located: _yaml.Located) -> list[ConfigError]:
+    """An organiser in the audience of their own event's invitations is left out; say so."""
+    problems = []
+    for i, step in enumerate(campaign.steps):
+        event = campaign.event(step.event) if step.kind == "invite" and step.event else None
+        if event is None:
+            continue
+        organiser = email_key(event.organiser.email)
+        found = conn.execute(select(tables.stakeholders.c.id).where(
+            matches(campaign.audience, step.only_if),
+            tables.stakeholders.c.email == organiser)).first()
+        if found:
+            problems.append(located.error(
+                ("steps", i), f"organiser {event.organiser.email} of event '{event.id}' is in "
+                "the audience: they will not be sent their own invitation", warning=True))
     return problems

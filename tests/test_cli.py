@@ -173,3 +173,16 @@ def test_contacts_list_csv_is_safe_for_excel(project_dir: Path, tmp_path: Path) 
     run("contacts", "import", str(evil), "--project", str(project_dir))
     out = run("contacts", "list", "--format", "csv", "--project", str(project_dir)).output
     assert "'=HYPERLINK" in out
+
+
+def test_validate_warns_when_an_organiser_is_invited(project_dir: Path) -> None:
+    csv = project_dir / "stakeholders" / "sel-directory.csv"
+    csv.write_text(csv.read_text(encoding="utf-8") + "events@sel-learning.example,Events,Team,"
+                   "manager,SEL Learning Alliance,,Events Officer,primary-care\n", "utf-8")
+    result = run("validate", "--project", str(project_dir))
+    assert result.exit_code == 0
+    text = (project_dir / "campaigns" / "workshops.yaml").read_text(encoding="utf-8")
+    line = next(n for n, row in enumerate(text.splitlines(), 1) if row.strip() == "- id: invite")
+    assert (f"campaigns/workshops.yaml:{line}: warning: steps[0]: organiser "
+            "events@sel-learning.example of event 'ws1' is in the audience: they will not be "
+            "sent their own invitation") in result.output
