@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import re
-from datetime import time
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -59,6 +60,57 @@ class Schedule(BaseModel):
         h, m = map(int, start.split(":"))
         eh, em = map(int, end.split(":"))
         return time(h, m), (None if eh == 24 else time(eh, em))
+
+
+_SUBDIVISIONS = {"england": "ENG", "scotland": "SCT", "northern_ireland": "NIR", "wales": "WLS"}
+
+
+@functools.lru_cache(maxsize=16)
+def bank_holidays(region: str, year: int) -> frozenset[date]:
+    """UK bank holidays of one nation for one year (from the ``holidays`` package)."""
+    import holidays
+
+    return frozenset(holidays.country_holidays("GB", subdiv=_SUBDIVISIONS[region], years=year))
+
+
+def localise(naive: datetime, zone: ZoneInfo) -> datetime:
+    """A wall-clock time in ``zone``: an ambiguous one (autumn) is its first occurrence; one that
+    does not exist (spring) is moved forward across the gap."""
+    aware = naive.replace(tzinfo=zone, fold=0)
+    back = aware.astimezone(UTC).astimezone(zone)
+    if back.replace(tzinfo=None) != naive:  # in the spring gap
+        return aware.astimezone(UTC).astimezone(zone)
+    return aware
+
+
+def exists_locally(naive: datetime, zone: ZoneInfo) -> bool:
+    """False for wall-clock times skipped by a spring clock change."""
+    aware = naive.replace(tzinfo=zone)
+    return aware.astimezone(UTC).astimezone(zone).replace(tzinfo=None) == naive
+
+
+def next_allowed(due: datetime, schedule: Schedule | None) -> datetime:
+    """The first moment at or after ``due`` that the policy allows (never earlier than due)."""
+    if schedule is None:
+        return due
+    zone = schedule.zone
+    start, end = schedule.window_times
+    local = due.astimezone(zone)
+    days = {DAYS.index(d) for d in schedule.days}
+    for _ in range(800):
+        day = local.date()
+        allowed = day.weekday() in days and not (
+            schedule.skip_holidays and day in bank_holidays(schedule.skip_holidays, day.year))
+        if allowed:
+            opens = localise(datetime.combine(day, start), zone)
+            closes = (localise(datetime.combine(day, end), zone) if end
+                      else localise(datetime.combine(day + timedelta(days=1), time()), zone))
+            if local < opens:
+                return opens
+            if local < closes:
+                return local
+        local = localise(datetime.combine(day + timedelta(days=1), time()), zone)
+    raise ValueError(f"schedule '{schedule.id}' allows no time in the next two years")
 
 
 def load_schedule(path: Path, display: Path | None = None) -> tuple[Schedule, _yaml.Located]:

@@ -1,0 +1,63 @@
+"""Sending policies: days, windows, UK bank holidays, clock changes — never earlier than due."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from comms.schedule import Schedule, exists_locally, localise, load_schedule, next_allowed
+
+LONDON = ZoneInfo("Europe/London")
+WORKING = Schedule(id="uk-working-hours", days=["mon", "tue", "wed", "thu", "fri"],
+                   window="09:00-17:30", skip_holidays="england")
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=LONDON)
+
+
+@pytest.mark.parametrize(("due", "allowed"), [
+    ("2026-12-01 10:00", "2026-12-01 10:00"),  # Tuesday, inside the window
+    ("2026-12-01 07:00", "2026-12-01 09:00"),  # before opening: same day
+    ("2026-12-01 18:00", "2026-12-02 09:00"),  # after closing: next morning
+    ("2026-12-04 17:30", "2026-12-07 09:00"),  # Friday at closing → Monday
+    ("2026-12-24 18:00", "2026-12-29 09:00"),  # Christmas Eve evening → after 25, 26, 28 Dec
+    ("2026-12-25 10:00", "2026-12-29 09:00"),  # Christmas Day itself
+    ("2026-12-31 17:45", "2027-01-04 09:00"),  # New Year's Day is a holiday, then the weekend
+    ("2027-03-26 10:00", "2027-03-30 09:00"),  # Good Friday → past Easter Monday
+])
+def test_shifts_forward_to_the_next_allowed_moment(due: str, allowed: str) -> None:
+    assert next_allowed(at(due), WORKING) == at(allowed)
+
+
+def test_never_earlier_and_none_means_unchanged() -> None:
+    due = at("2026-12-02 12:34")
+    assert next_allowed(due, WORKING) == due
+    assert next_allowed(due, None) is due
+
+
+def test_scotland_keeps_its_own_holidays() -> None:
+    scotland = WORKING.model_copy(update={"skip_holidays": "scotland"})
+    assert next_allowed(at("2027-01-04 10:00"), scotland) == at("2027-01-05 09:00")  # 2 Jan sub.
+    assert next_allowed(at("2027-01-04 10:00"), WORKING) == at("2027-01-04 10:00")
+
+
+def test_both_2026_clock_changes() -> None:
+    # Spring: 01:00-02:00 on 29 March 2026 does not exist in London.
+    assert not exists_locally(datetime(2026, 3, 29, 1, 30), LONDON)
+    assert localise(datetime(2026, 3, 29, 1, 30), LONDON).isoformat() == "2026-03-29T02:30:00+01:00"
+    # Autumn: 01:00-02:00 on 25 October 2026 happens twice; the first one is meant.
+    first = localise(datetime(2026, 10, 25, 1, 30), LONDON)
+    assert first.isoformat() == "2026-10-25T01:30:00+01:00"
+    night = Schedule(id="nights", window="01:00-03:00")
+    assert next_allowed(at("2026-10-25 00:10"), night).isoformat() == "2026-10-25T01:00:00+01:00"
+    assert next_allowed(at("2026-03-29 00:10"), night).isoformat() == "2026-03-29T02:00:00+01:00"
+
+
+def test_example_schedule_loads(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    schedule, _ = load_schedule(root / "schedules" / "uk-working-hours.yaml")
+    assert schedule == WORKING.model_copy(update={"max_per_minute": 600})
