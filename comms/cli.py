@@ -163,7 +163,8 @@ def send(campaign: str, steps: tuple[str, ...], dry_run: bool, resend_uncertain:
             raise NotFound(f"unknown step '{unknown[0]}' in {campaign} (steps are: {known})")
         todo = [step for s in steps if (step := chosen.step(s)) is not None]
     else:
-        todo, waiting = steps_due(chosen, timezone=app.settings.timezone, now=app.clock.now())
+        todo, waiting = steps_due(app.project, chosen, timezone=app.settings.timezone,
+                                  now=app.clock.now())
         for step, why in waiting:
             click.echo(f"{campaign}/{step.id}: {why}", err=True)
     app.sync_directory()

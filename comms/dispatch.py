@@ -24,9 +24,9 @@ from .errors import CommsError, PermanentError, TemplateError, TransientError
 from .message import CalendarSpec, Composer, PreparedStep
 from .store import Store, runs, tables
 from .store import sends as ledger
+from .store.sends import ONCE
 from .transports.base import Transport
 
-ONCE = "once"
 HEARTBEAT_SECONDS = 10.0
 MAX_BACKOFF = 300.0
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .plan import due_time
+from .plan import first_due
 from .project import Project
 from .store import Store, runs
 from .store import sends as ledger
@@ -36,7 +36,7 @@ def status(project: Project, store: Store, *, timezone: str, now: datetime,
     for campaign in campaigns:
         for step in campaign.steps:
             c = counts.get((campaign.id, step.id), Counter())
-            due = due_time(campaign, step, timezone=timezone, now=now)
+            due = first_due(project, campaign, step, timezone=timezone, now=now)
             rows.append({"campaign": campaign.id, "step": step.id,
                          "due": due.isoformat() if due else None,
                          **{state: c.get(state, 0) for state in ledger.STATES}})

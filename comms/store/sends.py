@@ -29,6 +29,7 @@ from sqlalchemy import (
 from . import tables
 from .upsert import dialect_insert
 
+ONCE = "once"  # the occurrence of a step that happens once (all but cron steps)
 STATES = ("pending", "claimed", "sent", "failed", "uncertain", "suppressed", "skipped")
 s, st = tables.sends, tables.stakeholders
 

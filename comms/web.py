@@ -1,0 +1,301 @@
+"""The web app: RSVP pages, one-click unsubscribe, inbound calendar replies, a health check.
+
+Handlers are thin: they read the request, make one library call in a worker thread (store calls
+block), and render a page. GET never changes anything, because mail scanners (Microsoft Safe
+Links in NHSmail among them) fetch every link in a message before the person sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from sqlalchemy import select
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .app import App
+from .errors import CommsError, StoreError
+from .store import tables
+from .suppression import AddressHasher, suppress
+from .tracking.inbound import process_message
+from .tracking.rsvp import Answer, Invitation, Rsvps
+from .tracking.tokens import InvalidToken
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("comms.web.access")
+
+_pages = Environment(loader=FileSystemLoader(Path(__file__).with_name("web")), autoescape=True,
+                     undefined=StrictUndefined)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_HEADERS = {
+    # no third-party assets; the token in the URL must not leak to an online-meeting link
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+BUTTONS: dict[str, str] = {"accepted": "Yes, I will attend", "declined": "No, I cannot attend",
+                           "tentative": "Maybe, I might attend"}
+STATUS_WORDS = {"accepted": "you are coming", "waitlisted": "you are on the waiting list",
+                "declined": "you have declined", "tentative": "maybe",
+                "no response": "you have not answered yet"}
+
+
+class Problem(Exception):
+    """A request we refuse, shown as a page with a status, a heading and what to do next."""
+
+    def __init__(self, status: int, title: str, message: str) -> None:
+        self.status, self.title, self.message = status, title, message
+        super().__init__(f"{status} {title}")
+
+
+def page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    html = _pages.get_template(template).render(**context)
+    return HTMLResponse(html, status_code=status, headers=_HEADERS)
+
+
+def create_app(app: App) -> Starlette:
+    """The ASGI app over one comms App (its project, store and clock)."""
+    web = _Handlers(app)
+    routes = [
+        Route("/rsvp/{token}", web.rsvp_page, methods=["GET"]),
+        Route("/rsvp/{token}", web.rsvp_answer, methods=["POST"]),
+        Route("/u/{token}", web.unsubscribe_page, methods=["GET"]),
+        Route("/u/{token}", web.unsubscribe, methods=["POST"]),
+        Route("/inbound/sendgrid", web.inbound_sendgrid, methods=["POST"]),
+        Route("/healthz", web.healthz, methods=["GET"]),
+    ]
+    handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
+        Problem: _problem_page, HTTPException: _http_error_page}
+    return Starlette(routes=routes, middleware=[Middleware(_AccessLog)],
+                     exception_handlers=handlers)
+
+
+def serve(app: App, *, host: str, port: int) -> None:
+    """Run the web app under uvicorn until interrupted (no access log: paths carry tokens)."""
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(app), host=host, port=port, access_log=False, server_header=False,
+                proxy_headers=True)
+
+
+class _Handlers:
+    def __init__(self, app: App) -> None:
+        self.app = app
+        # build the lazy parts once, before requests arrive on several threads
+        app.project.raise_errors()
+        _ = app.store, app.tokens, app.composer
+        self.rsvps = Rsvps(app)
+        self.hasher = AddressHasher(app.store)
+
+    # --- RSVP links --------------------------------------------------------------------------
+
+    async def rsvp_page(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        invitation, answer = await run_in_threadpool(self._invitation, token)
+        seats = await run_in_threadpool(self.rsvps.seats_left, invitation)
+        return page("rsvp.html", **self._view(invitation, seats), button=BUTTONS[answer],
+                    status_words=STATUS_WORDS.get(invitation.status, invitation.status))
+
+    async def rsvp_answer(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        invitation, status = await run_in_threadpool(self._answer, token)
+        seats = await run_in_threadpool(self.rsvps.seats_left, invitation)
+        return page("rsvp_done.html", **self._view(invitation, seats), outcome=status)
+
+    def _invitation(self, token: str) -> tuple[Invitation, Answer]:
+        try:
+            return self.rsvps.by_token(token)
+        except InvalidToken:
+            raise self._link_problem(token) from None
+
+    def _link_problem(self, token: str) -> Problem:
+        """Why a link was refused: forged or cut short (400), expired (410), or unknown (404)."""
+        try:
+            self.app.tokens.read_rsvp(token, _EPOCH)
+        except InvalidToken:
+            return Problem(400, "This link is not valid",
+                           "The link may have been cut short or changed on the way. Open it again "
+                           "from your invitation email, or answer the calendar invitation instead.")
+        try:
+            self.app.tokens.read_rsvp(token, self.app.clock.now())
+        except InvalidToken:
+            return Problem(410, "This event is over",
+                           "The event has ended, so this invitation no longer takes answers.")
+        return Problem(404, "We cannot find this invitation",
+                       "It may have been withdrawn. Please contact the programme office.")
+
+    def _answer(self, token: str) -> tuple[Invitation, str]:
+        invitation, answer = self._invitation(token)
+        if invitation.event.status == "cancelled":
+            raise Problem(410, "This event has been cancelled",
+                          "It no longer takes answers. Your invitation email tells you who to contact.")
+        try:
+            return invitation, self.rsvps.answer(invitation, answer, "link").status
+        except CommsError as exc:
+            # The answer is committed before the waitlist/promotion emails go: show what is stored.
+            log.warning("rsvp %s/%s: %s while recording or notifying", invitation.campaign.id,
+                        invitation.event.id, type(exc).__name__)
+            invitation, _ = self._invitation(token)
+            if invitation.status == answer or (answer, invitation.status) == ("accepted", "waitlisted"):
+                return invitation, invitation.status
+            raise Problem(503, "Your answer was not saved",
+                          "Something went wrong on our side. Please try the button again in a few "
+                          "minutes.") from None
+
+    def _view(self, invitation: Invitation, seats: int | None) -> dict[str, Any]:
+        event = invitation.event
+        starts, ends = event.starts, event.ends
+        day = f"{starts:%A} {starts.day} {starts:%B %Y}"
+        if ends.date() == starts.date():
+            when = f"{day}, {starts:%H:%M} to {ends:%H:%M}"
+        else:
+            when = f"{day}, {starts:%H:%M} to {ends:%A} {ends.day} {ends:%B %Y}, {ends:%H:%M}"
+        return {"event": event, "when": when, "first_name": invitation.first_name,
+                "zone": event.timezone or self.app.settings.timezone,
+                "online_url": str(event.online_url) if event.online_url else None,
+                "capacity": event.capacity, "seats_left": seats,
+                "cancelled": event.status == "cancelled"}
+
+    # --- one-click unsubscribe (RFC 8058) ------------------------------------------------------
+
+    async def unsubscribe_page(self, request: Request) -> Response:
+        self._unsubscribe_uid(request.path_params["token"])
+        return page("unsubscribe.html", done=False)
+
+    async def unsubscribe(self, request: Request) -> Response:
+        uid = self._unsubscribe_uid(request.path_params["token"])
+        await run_in_threadpool(self._suppress_send, uid)
+        return page("unsubscribe.html", done=True)
+
+    def _unsubscribe_uid(self, token: str) -> str:
+        try:
+            return self.app.tokens.read_unsubscribe(token)
+        except InvalidToken:
+            raise Problem(400, "This link is not valid",
+                          "The link may have been cut short or changed on the way. Use the "
+                          "unsubscribe link in the email again, or reply to the email and ask.") from None
+
+    def _suppress_send(self, uid: str) -> None:
+        """Suppress the address the send went to (idempotent; a forgotten person is already)."""
+        s, st = tables.sends, tables.stakeholders
+        with self.app.store.write() as conn:
+            address = conn.execute(select(st.c.email).join(s, s.c.stakeholder_id == st.c.id)
+                                   .where(s.c.uid == uid)).scalar()
+            if address is not None:
+                suppress(conn, self.hasher, [address], reason="unsubscribed", source="one-click",
+                         now=self.app.clock.now())
+        log.info("unsubscribe: %s", "address suppressed" if address else "no such send (erased?)")
+
+    # --- SendGrid Inbound Parse (raw mode) -----------------------------------------------------
+
+    async def inbound_sendgrid(self, request: Request) -> Response:
+        limit = self.app.settings.inbound_max_bytes
+        body = await _read_body(request, limit)
+        if body is None:
+            return JSONResponse({"error": f"the message is larger than {limit} bytes"}, 413)
+        try:
+            form = await Request(request.scope, _replay(body)).form(max_part_size=limit)
+        except HTTPException as exc:
+            return JSONResponse({"error": f"unreadable form: {exc.detail}"}, 400)
+        field = form.get("email")
+        if isinstance(field, UploadFile):
+            raw = await field.read()
+        elif isinstance(field, str):
+            raw = field.encode("utf-8")
+        else:
+            return JSONResponse({"error": "no 'email' field: set Inbound Parse to POST the raw, "
+                                          "full MIME message"}, 400)
+        await form.close()
+        try:
+            result = await run_in_threadpool(process_message, self.app, raw)
+        except StoreError:
+            log.warning("inbound: store unavailable; the sender will retry")
+            return JSONResponse({"error": "store unavailable, try again"}, 503)
+        log.info("inbound: %d answer(s) recorded, %d not matched", len(result.recorded),
+                 len(result.unmatched))
+        return JSONResponse({"recorded": len(result.recorded), "unmatched": len(result.unmatched)})
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or None once it is known to exceed ``limit`` (declared or counted)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+async def _problem_page(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Problem)
+    return page("error.html", exc.status, title=exc.title, message=exc.message, code=exc.status)
+
+
+async def _http_error_page(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    titles = {404: "Page not found", 405: "Not allowed here"}
+    return page("error.html", exc.status_code, code=exc.status_code,
+                title=titles.get(exc.status_code, "Request refused"),
+                message="Check the link in your email, or contact the programme office.")
+
+
+class _AccessLog:
+    """Method, route pattern, status and time per request: never the path, which holds tokens."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        started = time.perf_counter()
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            route = getattr(scope.get("route"), "path", "(no route)")
+            access_log.info("%s %s %d %.0f ms", scope["method"], route, status,
+                            (time.perf_counter() - started) * 1000)
