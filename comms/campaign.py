@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
-from . import _yaml
+from . import _yaml, cron
 from ._types import Email, HeaderText, Slug
 from .errors import ConfigError
 
@@ -235,6 +235,11 @@ def check_references(campaign: Campaign, located: _yaml.Located, *, schedules: C
         event_ref(here + ("event",), step.event)
         if step.after:
             step_ref(here + ("after", "step"), step.after.step, step.id)
+        if step.cron:
+            try:
+                cron.parse(step.cron)
+            except cron.CronError as exc:
+                problem(here + ("cron",), str(exc))
         if step.before:
             event_ref(here + ("before", "event"), step.before.event)
         if step.only_if:

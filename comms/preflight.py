@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, func, select
 
@@ -13,7 +14,9 @@ from .audience import from_row, matches
 from .campaign import Campaign
 from .errors import ConfigError, TemplateError
 from .message import Composer
+from .plan import zone_of
 from .project import Project
+from .schedule import exists_locally
 from .store import Store, tables
 from .store.stakeholders import sync
 from .tracking.tokens import Tokens
@@ -39,6 +42,7 @@ def check(project: Project, *, timezone: str, now: datetime) -> list[ConfigError
                     problems.append(located.error(("audience",), "audience matches nobody in "
                                                   "stakeholders/", warning=True))
                 problems += _organisers_invited(conn, campaign, located)
+                problems += _clock_changes(campaign, located, zone_of(project, campaign, timezone))
                 for step in campaign.steps:
                     try:
                         prepared = composer.prepare(campaign, step, now=now)
@@ -81,4 +85,21 @@ def _organisers_invited(conn: Connection, campaign: Campaign,
             problems.append(located.error(
                 ("steps", i), f"organiser {event.organiser.email} of event '{event.id}' is in "
                 "the audience: they will not be sent their own invitation", warning=True))
+    return problems
+
+
+def _clock_changes(campaign: Campaign, located: _yaml.Located, zone: ZoneInfo) -> list[ConfigError]:
+    """Local times that do not exist (skipped by the spring clock change) are refused."""
+    problems = []
+    times: list[tuple[tuple[str | int, ...], datetime, ZoneInfo]] = [
+        (("steps", i, "send_at"), step.send_at, zone)
+        for i, step in enumerate(campaign.steps) if step.send_at is not None]
+    for i, event in enumerate(campaign.events):
+        event_zone = ZoneInfo(event.timezone) if event.timezone else zone
+        times += [(("events", i, "starts"), event.starts, event_zone),
+                  (("events", i, "ends"), event.ends, event_zone)]
+    for loc, moment, moment_zone in times:
+        if not exists_locally(moment, moment_zone):
+            problems.append(located.error(loc, f"{moment:%Y-%m-%d %H:%M} does not exist in "
+                                          f"{moment_zone.key} (the clocks go forward then)"))
     return problems

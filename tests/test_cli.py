@@ -186,3 +186,20 @@ def test_validate_warns_when_an_organiser_is_invited(project_dir: Path) -> None:
     assert (f"campaigns/workshops.yaml:{line}: warning: steps[0]: organiser "
             "events@sel-learning.example of event 'ws1' is in the audience: they will not be "
             "sent their own invitation") in result.output
+
+
+def test_validate_refuses_bad_cron_and_times_lost_to_the_clock_change(project_dir: Path) -> None:
+    path = project_dir / "campaigns" / "nmdi-awareness.yaml"
+    text = path.read_text(encoding="utf-8").replace("send_at: 2026-12-01 09:00",
+                                                    "send_at: 2027-03-28 01:30")
+    text += ("  - id: monthly\n    template: awareness/launch\n    subject: Update\n"
+             "    cron: \"0 9 1 * funday\"\n")
+    path.write_text(text, encoding="utf-8")
+    result = run("validate", "--project", str(project_dir))
+    assert result.exit_code == 2
+    lines = text.splitlines()
+    send_at = next(n for n, row in enumerate(lines, 1) if "send_at: 2027-03-28" in row)
+    assert (f"campaigns/nmdi-awareness.yaml:{send_at}: steps[0].send_at: 2027-03-28 01:30 does "
+            "not exist in Europe/London (the clocks go forward then)") in result.output
+    assert (f"campaigns/nmdi-awareness.yaml:{len(lines)}: steps[2].cron: weekday 'funday' is not "
+            "a number or a name") in result.output
