@@ -57,6 +57,11 @@ class App:
             self._transport = make_transport(self.settings)
         return self._transport
 
+    def replace_project(self, project: Project) -> None:
+        """Swap in a freshly loaded project (templates compile anew on first use)."""
+        self.__dict__["project"] = project
+        self.__dict__.pop("composer", None)
+
     def sync_directory(self) -> SyncResult:
         """Mirror stakeholders/ into the store (one query when the files have not changed)."""
         files = self.project.stakeholder_files

@@ -169,6 +169,9 @@ class Campaign(_Strict):
     sender: Person
     reply_to: Email | None = None
     schedule: str | None = None
+    catch_up_hours: float | None = Field(None, ge=0, description="send what fell due while the "
+                                         "service was down, if this recent (default: the "
+                                         "schedule's, else 24)")
     audience: Audience = Audience()
     events: list[Event] = []
     steps: list[Step] = Field(min_length=1)

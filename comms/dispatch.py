@@ -7,6 +7,7 @@ at most that many ``uncertain`` (maybe sent, maybe not); they are reported, neve
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ class Summary:
     uncertain: int = 0
     would_send: int = 0
     skipped: int = 0
+    missed: int = 0
     resent_uncertain: int = 0
     failures: list[str] = field(default_factory=list)
 
@@ -59,6 +61,8 @@ class Summary:
                      f"{self.uncertain} uncertain")
         if self.skipped:
             parts.append(f"({self.skipped} skipped: condition not met)")
+        if self.missed:
+            parts.append(f"({self.missed} missed: due beyond the catch-up window)")
         return " ".join(parts)
 
 
@@ -85,10 +89,11 @@ class Dispatcher:
         self.clock = clock
         self.policy = policy
         self.progress = progress
+        self.stopping = threading.Event()  # set: claim nothing more, finish what is under way
 
     def send(self, campaign: Campaign, step: Step, *, occurrence: str = ONCE,
              respect_delay: bool = True, dry_run: bool = False,
-             resend_uncertain: bool = False) -> Summary:
+             resend_uncertain: bool = False, missed_before: datetime | None = None) -> Summary:
         """Send ``step`` to everyone in the audience who has not had it for this occurrence.
 
         ``resend_uncertain`` also sends again what a stopped process left uncertain.
@@ -102,7 +107,7 @@ class Dispatcher:
         after = None
         if step.after is not None:
             after = (step.after.step, step.after.delta if respect_delay else None)
-        target = _Target(audience, after, condition(campaign.id, step.only_if))
+        target = _Target(audience, after, condition(campaign.id, step.only_if), missed_before)
         return self._run(campaign, step, ledger.Key(campaign.id, step.id, occurrence), target,
                          dry_run=dry_run, resend_uncertain=resend_uncertain)
 
@@ -162,7 +167,7 @@ class Dispatcher:
             if resend_uncertain:
                 summary.resent_uncertain = ledger.reopen_uncertain(conn, key)
             ledger.materialise(conn, key, target.audience, now, after=target.after,
-                               condition=target.condition)
+                               condition=target.condition, missed_before=target.missed_before)
             ledger.mark_suppressed(conn, key)
             run_id = runs.start(conn, "send", now)
             pending = ledger.key_counts(conn, key)["pending"]
@@ -178,6 +183,7 @@ class Dispatcher:
         summary.suppressed = after_counts["suppressed"]
         summary.uncertain = after_counts["uncertain"]
         summary.skipped = after_counts["skipped"]
+        summary.missed = after_counts["missed"]
         return summary
 
     def _prepare(self, campaign: Campaign, step: Step, now: datetime, *,
@@ -220,7 +226,8 @@ class Dispatcher:
             try:
                 while True:
                     now = self.clock.now()
-                    free = 0 if exhausted else bucket.take(limit - len(in_flight))
+                    stop = self.stopping.is_set()
+                    free = 0 if exhausted or stop else bucket.take(limit - len(in_flight))
                     with self.store.write() as conn:
                         self._record(conn, run_id, done, summary, now)
                         done = []
@@ -235,7 +242,7 @@ class Dispatcher:
                     for job in claimed:
                         in_flight[pool.submit(self._attempt, prepared, job)] = job.id
                     if not in_flight:
-                        if exhausted or not self._has_pending(key):
+                        if exhausted or stop or not self._has_pending(key):
                             break
                         bucket.wait()
                         continue
@@ -331,6 +338,7 @@ class _Target:
     audience: ColumnElement[bool]
     after: tuple[str, timedelta | None] | None
     condition: ColumnElement[bool] | None
+    missed_before: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from comms.schedule import Schedule, exists_locally, localise, load_schedule, next_allowed
+from comms.schedule import Schedule, exists_locally, load_schedule, localise, next_allowed
 
 LONDON = ZoneInfo("Europe/London")
 WORKING = Schedule(id="uk-working-hours", days=["mon", "tue", "wed", "thu", "fri"],

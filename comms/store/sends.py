@@ -30,7 +30,8 @@ from . import tables
 from .upsert import dialect_insert
 
 ONCE = "once"  # the occurrence of a step that happens once (all but cron steps)
-STATES = ("pending", "claimed", "sent", "failed", "uncertain", "suppressed", "skipped")
+STATES = ("pending", "claimed", "sent", "failed", "uncertain", "suppressed", "skipped",
+          "missed")
 s, st = tables.sends, tables.stakeholders
 
 
@@ -60,27 +61,32 @@ def _random_uid(conn: Connection) -> Any:
 
 def materialise(conn: Connection, key: Key, audience: ColumnElement[bool], now: datetime, *,
                 after: tuple[str, timedelta | None] | None = None,
-                condition: ColumnElement[bool] | None = None) -> int:
+                condition: ColumnElement[bool] | None = None,
+                missed_before: datetime | None = None) -> int:
     """Create sends for everyone in the audience who has none for this key yet: ``pending``,
     or ``skipped`` for those who do not meet ``condition`` now (final for this occurrence).
 
     With ``after=(step, delay)``, only people whose send of that step (same campaign) went out
-    at least ``delay`` ago (any time, with ``delay`` None).
+    at least ``delay`` ago (any time, with ``delay`` None); those whose own due time
+    (sent + delay) is before ``missed_before`` are recorded as ``missed`` instead.
     """
-    status: Any = literal("pending")
+    whens: list[Any] = []
+    parent = s.alias("parent")
+    if after is not None and after[1] is not None and missed_before is not None:
+        whens.append((parent.c.sent_at < missed_before - after[1], literal("missed")))
     if condition is not None:
-        status = case((condition, literal("pending")), else_=literal("skipped"))
+        whens.append((~condition, literal("skipped")))
+    status: Any = case(*whens, else_=literal("pending")) if whens else literal("pending")
     query = select(_random_uid(conn), literal(key.campaign), literal(key.step),
                    literal(key.occurrence), st.c.id, status,
                    literal(now, tables.UtcDateTime())).where(audience)
     if after is not None:
         parent_step, delay = after
-        parent = s.alias("parent")
-        cond = [parent.c.stakeholder_id == st.c.id, parent.c.campaign == key.campaign,
-                parent.c.step == parent_step, parent.c.status == "sent"]
+        query = query.join_from(st, parent, and_(
+            parent.c.stakeholder_id == st.c.id, parent.c.campaign == key.campaign,
+            parent.c.step == parent_step, parent.c.status == "sent"))
         if delay is not None:
-            cond.append(parent.c.sent_at <= now - delay)
-        query = query.where(select(parent.c.id).where(*cond).exists())
+            query = query.where(parent.c.sent_at <= now - delay)
     query = query.where(~select(s.c.id).where(key.where(), s.c.stakeholder_id == st.c.id).exists())
     columns = ["uid", "campaign", "step", "occurrence", "stakeholder_id", "status", "created_at"]
     # Another process may be materialising the same key right now: skip what it inserted.

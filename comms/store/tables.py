@@ -192,3 +192,23 @@ attendance = Table(
     UniqueConstraint("campaign", "event", "stakeholder_id", name="uq_attendance_key"),
 )
 Index("ix_attendance_stakeholder", attendance.c.stakeholder_id)
+
+campaign_state = Table(
+    "campaign_state", metadata,
+    Column("campaign", String(64), primary_key=True),
+    Column("first_seen", UtcDateTime(), nullable=False),  # cron steps count from here
+    Column("paused_at", UtcDateTime()),
+)
+
+occurrences = Table(
+    "occurrences", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("campaign", String(64), nullable=False),
+    Column("step", String(64), nullable=False),
+    Column("occurrence", String(40), nullable=False),
+    Column("due_at", UtcDateTime(), nullable=False),
+    Column("status", String(16), nullable=False),  # seen | done | missed
+    Column("reason", Text),
+    Column("processed_at", UtcDateTime()),
+    UniqueConstraint("campaign", "step", "occurrence", name="uq_occurrences_key"),
+)
