@@ -1,0 +1,398 @@
+"""How fast, how CPU-hungry and how big `comms send` is, next to a naive loop and mailmerge.
+
+Every sender and every server runs as its own process, so the sender's CPU is its own. For each N
+(1,000 and 10,000; ``--quick``: 200 and 1,000) the example awareness ``launch`` step goes to N
+generated managers over the SendGrid v3 contract and over SMTP (local servers from tests/sinks/),
+and the ``workshops`` ``invite`` step goes over the SendGrid contract. See bench/README.md.
+
+    .venv/bin/python bench/bench_send.py [--quick] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+COMMS = BIN / "comms"
+MAILMERGE = BIN / "mailmerge"
+NAIVE = Path(__file__).resolve().parent / "naive_send.py"
+API_KEY = "SG.bench-key"
+CONCURRENCY = 8
+COLUMNS = ["email", "first_name", "last_name", "role", "organisation", "borough", "job_title",
+           "tags"]
+BOROUGHS = ["Bexley", "Bromley", "Greenwich", "Lambeth", "Lewisham", "Southwark"]
+SAMPLE = {"email": "robin00000@practices.nhs.example", "first_name": "Robin00000",
+          "last_name": "Okafor00000"}
+BOUNDARY = "=_bench_boundary_7f3a"
+
+
+def say(line: str = "") -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+@dataclass
+class Run:
+    """One measured sending process."""
+
+    tool: str
+    target: str
+    n: int
+    wall: float = 0.0  # process start to exit
+    window: float = 0.0  # first to last message arriving at the server
+    cpu: float = 0.0  # user + sys of the sending process
+    rss_kb: int = 0
+    received: int = 0
+    sink_cpu: float = 0.0
+    problem: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def run_rate(self) -> float:
+        return self.n / self.wall if self.wall else 0.0
+
+    @property
+    def send_rate(self) -> float:
+        return (self.received - 1) / self.window if self.window and self.received > 1 else 0.0
+
+    @property
+    def cpu_ms(self) -> float:
+        return 1000 * self.cpu / self.n
+
+
+# -- inputs -------------------------------------------------------------------------------------
+
+def managers(n: int) -> list[dict[str, str]]:
+    return [{
+        "email": f"robin{i:05d}@practices.nhs.example", "first_name": f"Robin{i:05d}",
+        "last_name": f"Okafor{i:05d}", "role": "manager",
+        "organisation": f"{BOROUGHS[i % 6]} PCT", "borough": BOROUGHS[i % 6],
+        "job_title": "Practice Manager", "tags": "primary-care;nmdi-cohort-1",
+    } for i in range(n)]
+
+
+def make_project(folder: Path, n: int) -> Path:
+    """The example project with ``n`` managers as its stakeholders and no per-minute limit."""
+    for part in ("campaigns", "templates", "schedules"):
+        shutil.copytree(ROOT / part, folder / part)
+    (folder / "stakeholders").mkdir()
+    with open(folder / "stakeholders" / "managers.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(managers(n))
+    schedule = folder / "schedules" / "uk-working-hours.yaml"
+    lines = schedule.read_text(encoding="utf-8").splitlines(keepends=True)
+    schedule.write_text("".join(x for x in lines if not x.startswith("max_per_minute:")),
+                        encoding="utf-8")
+    return folder
+
+
+def templatise(text: str) -> str:
+    """Jinja2 source giving ``text`` back, with the sample recipient's values as placeholders."""
+    values = {v: k for k, v in SAMPLE.items()}
+    pattern = re.compile("|".join(re.escape(v) for v in sorted(values, key=len, reverse=True)))
+    out, pos = [], 0
+    for found in pattern.finditer(text):
+        out.append(_raw(text[pos:found.start()]) + "{{ " + values[found.group()] + " }}")
+        pos = found.end()
+    return "".join(out) + _raw(text[pos:])
+
+
+def _raw(chunk: str) -> str:
+    return "{% raw %}" + chunk + "{% endraw %}" if chunk else ""
+
+
+def sample_message(project: Path, work: Path) -> dict[str, str]:
+    """The launch message comms renders for the sample manager, as templates for the baselines."""
+    env = comms_env(work / "preview.db", COMMS_TRANSPORT="outbox",
+                    COMMS_OUTBOX_DIR=str(work / "outbox"))
+    shown = subprocess.run([str(COMMS), "preview", "nmdi-awareness", "launch", "--to",
+                            SAMPLE["email"], "--project", str(project)],
+                           env=env, capture_output=True, text=True, check=True).stdout
+    head, _, text = shown.partition("\n\n")
+    fields = dict(line.split(": ", 1) for line in head.splitlines())
+    name, _, address = fields["From"].rpartition(" <")
+    campaign = yaml.safe_load((project / "campaigns" / "nmdi-awareness.yaml").read_text("utf-8"))
+    html = Path(fields["HTML"]).read_text(encoding="utf-8")
+    return {"sender_name": name, "sender_email": address.rstrip(">"),
+            "reply_to": campaign["reply_to"], "subject": templatise(fields["Subject"]),
+            "text": templatise(text.rstrip("\n") + "\n"), "html": templatise(html)}
+
+
+def mailmerge_inputs(folder: Path, message: dict[str, str], port: int) -> list[str]:
+    template = folder / "mailmerge_template.txt"
+    template.write_text(
+        "TO: {{ email }}\n"
+        f"FROM: {message['sender_name']} <{message['sender_email']}>\n"
+        f"REPLY-TO: {message['reply_to']}\n"
+        f"SUBJECT: {message['subject']}\n"
+        "MIME-Version: 1.0\n"
+        f'Content-Type: multipart/alternative; boundary="{BOUNDARY}"\n\n'
+        f"--{BOUNDARY}\nContent-Type: text/plain; charset=utf-8\n\n{message['text']}\n"
+        f"--{BOUNDARY}\nContent-Type: text/html; charset=utf-8\n\n{message['html']}\n"
+        f"--{BOUNDARY}--\n", encoding="utf-8")
+    config = folder / "mailmerge_server.conf"
+    config.write_text(f"[smtp_server]\nhost = 127.0.0.1\nport = {port}\n", encoding="utf-8")
+    return ["--template", str(template), "--config", str(config)]
+
+
+def comms_env(database: Path, **settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMMS_")}
+    env.update(COMMS_DATABASE_URL=f"sqlite:///{database}", COMMS_CONCURRENCY=str(CONCURRENCY),
+               **settings)
+    return env
+
+
+# -- processes ----------------------------------------------------------------------------------
+
+@dataclass
+class Sink:
+    address: str  # the SendGrid server's URL, or the SMTP server's port
+    log: Path
+    process: subprocess.Popen[str]
+    cpu: float = 0.0
+
+
+@contextmanager
+def sink(kind: str, log: Path) -> Iterator[Sink]:
+    """A server from tests/sinks/ as its own process, logging one JSON line per message."""
+    cmd = [sys.executable, "-m", f"tests.sinks.{kind}_server", "--port", "0", "--log", str(log)]
+    if kind == "sendgrid":
+        cmd += ["--api-key", API_KEY]
+    process = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    running = Sink(process.stdout.readline().strip(), log, process)
+    if not running.address:
+        process.wait()
+        sys.exit(f"the {kind} server did not start (python -m tests.sinks.{kind}_server)")
+    try:
+        yield running
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        running.cpu = usage.ru_utime + usage.ru_stime
+
+
+def measure(run: Run, cmd: Sequence[str], env: dict[str, str], server: Sink, cwd: Path) -> Run:
+    """Run ``cmd`` to its end; its own rusage, and when messages reached the server."""
+    errors = cwd / f"{run.tool}-{run.target}-{run.n}.stderr"
+    first = last = 0.0
+    size = 0
+    with open(errors, "w", encoding="utf-8") as err:
+        start = time.perf_counter()
+        process = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            now = time.perf_counter()
+            grown = server.log.stat().st_size if server.log.exists() else 0
+            if grown != size:
+                size, last = grown, now
+                first = first or now
+            if pid:
+                break
+            time.sleep(0.005)
+    process.returncode = code = os.waitstatus_to_exitcode(status)
+    run.wall = now - start
+    run.window = last - first
+    run.cpu = usage.ru_utime + usage.ru_stime
+    run.rss_kb = usage.ru_maxrss
+    run.received = len(_lines(server.log))
+    if code != 0:
+        tail = errors.read_text(encoding="utf-8").strip().splitlines()[-1:] or ["no message"]
+        run.problem = f"exit {code}: {tail[0][:120]}"
+    elif run.received != run.n:
+        run.problem = f"server received {run.received} of {run.n}"
+    return run
+
+
+def _lines(log: Path) -> list[str]:
+    return log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+
+
+def calendar_count(log: Path) -> int:
+    """Messages in a SendGrid-server log that carry a text/calendar part or attachment."""
+    count = 0
+    for line in _lines(log):
+        payload = json.loads(line)["payload"]
+        types = [c.get("type", "") for c in payload.get("content", [])]
+        types += [a.get("type", "") for a in payload.get("attachments", [])]
+        count += any(t.lower().startswith("text/calendar") for t in types)
+    return count
+
+
+# -- the runs -----------------------------------------------------------------------------------
+
+def bench(n: int, work: Path) -> list[Run]:
+    folder = work / f"n{n}"
+    folder.mkdir()
+    project = make_project(folder / "project", n)
+    csv_path = project / "stakeholders" / "managers.csv"
+    message = sample_message(project, folder)
+    template = folder / "message.json"
+    template.write_text(json.dumps(message), encoding="utf-8")
+    runs = []
+
+    def comms_send(target: str, campaign: str, step: str, kind: str) -> Run:
+        with sink(kind, folder / f"{target}.jsonl") as server:
+            if kind == "sendgrid":
+                settings = {"COMMS_TRANSPORT": "sendgrid", "COMMS_SENDGRID_API_KEY": API_KEY,
+                            "COMMS_SENDGRID_HOST": server.address}
+            else:
+                settings = {"COMMS_TRANSPORT": "smtp", "COMMS_SMTP_HOST": "127.0.0.1",
+                            "COMMS_SMTP_PORT": server.address}
+            env = comms_env(folder / f"{target}.db", **settings)  # a fresh store each run
+            run = measure(Run("comms", target, n),
+                          [str(COMMS), "send", campaign, "--step", step, "--project",
+                           str(project)], env, server, folder)
+        run.sink_cpu = server.cpu
+        return run
+
+    def baseline(tool: str, target: str, kind: str) -> Run:
+        with sink(kind, folder / f"{tool}-{target}.jsonl") as server:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("COMMS_")}
+            if tool == "mailmerge":
+                cmd = [str(MAILMERGE), *mailmerge_inputs(folder, message, int(server.address)),
+                       "--database", str(csv_path), "--no-dry-run", "--no-limit",
+                       "--output-format", "raw"]
+            elif kind == "sendgrid":
+                cmd = [sys.executable, str(NAIVE), "sendgrid", "--url", server.address,
+                       "--api-key", API_KEY, "--csv", str(csv_path), "--template", str(template)]
+            else:
+                cmd = [sys.executable, str(NAIVE), "smtp", "--port", server.address,
+                       "--csv", str(csv_path), "--template", str(template)]
+            run = measure(Run(tool, target, n), cmd, env, server, folder)
+        run.sink_cpu = server.cpu
+        return run
+
+    plan = [
+        lambda: comms_send("sendgrid", "nmdi-awareness", "launch", "sendgrid"),
+        lambda: baseline("naive", "sendgrid", "sendgrid"),
+        lambda: comms_send("smtp", "nmdi-awareness", "launch", "smtp"),
+        lambda: baseline("naive", "smtp", "smtp"),
+        lambda: baseline("mailmerge", "smtp", "smtp"),
+        lambda: comms_send("invites", "workshops", "invite", "sendgrid"),
+    ]
+    for step in plan:
+        run = step()
+        if run.target == "invites":
+            with_calendar = calendar_count(folder / "invites.jsonl")
+            run.notes.append(f"text/calendar in {with_calendar} of {run.received} messages")
+        say(f"  N={n:>6,} {run.tool:<9} {run.target:<8} {run.received:>6,} received "
+            f"in {run.wall:6.2f} s {run.problem}")
+        runs.append(run)
+    return runs
+
+
+# -- the report ---------------------------------------------------------------------------------
+
+def table(runs: list[Run]) -> None:
+    head = (f"{'sender':<9} {'to':<8} {'N':>6} {'msgs/s':>7} {'run/s':>7} {'wall s':>7} "
+            f"{'CPU s':>6} {'CPU ms/msg':>10} {'RSS MB':>7} {'server CPU s':>12}  notes")
+    say(head)
+    say("-" * len(head))
+    for r in runs:
+        notes = "; ".join([*([r.problem] if r.problem else []), *r.notes])
+        say(f"{r.tool:<9} {r.target:<8} {r.n:>6} {r.send_rate:>7.0f} {r.run_rate:>7.0f} "
+            f"{r.wall:>7.2f} {r.cpu:>6.2f} {r.cpu_ms:>10.3f} {r.rss_kb / 1024:>7.1f} "
+            f"{r.sink_cpu:>12.2f}  {notes}")
+
+
+def verdicts(runs: list[Run], sizes: Sequence[int]) -> None:
+    def get(tool: str, target: str, n: int) -> Run:
+        return next(r for r in runs if (r.tool, r.target, r.n) == (tool, target, n))
+
+    def mark(ok: bool) -> str:
+        return "PASS" if ok else "FAIL"
+
+    small, big = sizes
+    say("\nRatios (msgs/s = first to last arrival at the server; CPU = the sending process)")
+    for n in sizes:
+        for target, other in [("sendgrid", "naive"), ("smtp", "naive"), ("smtp", "mailmerge")]:
+            c, o = get("comms", target, n), get(other, target, n)
+            say(f"  N={n:>6}  comms/{other:<9} over {target:<8}: msgs/s x{_ratio(c.send_rate, o.send_rate)}"
+                f"   CPU/msg x{_ratio(c.cpu_ms, o.cpu_ms)}")
+    for target in ("sendgrid", "smtp", "invites"):
+        a, b = get("comms", target, small), get("comms", target, big)
+        say(f"  comms {target:<8} RSS({big}) / RSS({small}) = {_ratio(b.rss_kb, a.rss_kb)}")
+
+    say("\nTargets")
+    for n in sizes:
+        sg, smtp, inv = get("comms", "sendgrid", n), get("comms", "smtp", n), get("comms", "invites", n)
+        mm = get("mailmerge", "smtp", n)
+        rate_ratio = smtp.send_rate / mm.send_rate if mm.send_rate else 0.0
+        cpu_ratio = smtp.cpu_ms / mm.cpu_ms if mm.cpu_ms else float("inf")
+        say(f"  N={n}")
+        say(f"    {mark(sg.send_rate >= 1000 and not sg.problem)}  >= 1,000 msgs/s to the "
+            f"SendGrid contract: {sg.send_rate:,.0f} (whole run {sg.run_rate:,.0f})")
+        say(f"    {mark(rate_ratio >= 2 and not smtp.problem)}  SMTP >= 2x mailmerge msgs/s: "
+            f"{smtp.send_rate:,.0f} vs {mm.send_rate:,.0f} = x{rate_ratio:.2f}")
+        say(f"    {mark(cpu_ratio <= 0.2)}  comms CPU/msg <= 1/5 of mailmerge's: "
+            f"{smtp.cpu_ms:.3f} vs {mm.cpu_ms:.3f} ms = {cpu_ratio:.2f}")
+        say(f"    {mark(inv.send_rate >= 1000 and not inv.problem)}  >= 1,000 invitations/s: "
+            f"{inv.send_rate:,.0f} (whole run {inv.run_rate:,.0f}; {', '.join(inv.notes)})")
+    for target in ("sendgrid", "smtp", "invites"):
+        a, b = get("comms", target, small), get("comms", target, big)
+        ratio = b.rss_kb / a.rss_kb if a.rss_kb else float("inf")
+        say(f"  {mark(ratio <= 1.5)}  RSS({big}) <= 1.5 x RSS({small}), comms {target}: "
+            f"{b.rss_kb / 1024:.1f} / {a.rss_kb / 1024:.1f} MB = x{ratio:.2f}")
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b else "n/a"
+
+
+def check_tools() -> None:
+    missing = [f"{path} ({how})" for path, how in [
+        (COMMS, "pip install -e ."), (MAILMERGE, f"{BIN / 'pip'} install mailmerge")]
+        if not path.exists()]
+    for module, how in [("aiosmtpd", "pip install -e '.[test]'"), ("sendgrid", "pip install -e .")]:
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(f"the {module} package ({how})")
+    if missing:
+        sys.exit("bench needs: " + "; ".join(missing))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="N = 200 and 1,000 instead of "
+                        "1,000 and 10,000")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, stores)")
+    args = parser.parse_args(argv)
+    check_tools()
+    sizes = (200, 1000) if args.quick else (1000, 10000)
+    work = Path(tempfile.mkdtemp(prefix="comms-bench-"))
+    say(f"comms send, concurrency {CONCURRENCY}, {os.cpu_count()} CPUs; work folder {work}")
+    try:
+        runs = [run for n in sizes for run in bench(n, work)]
+        say("")
+        table(runs)
+        verdicts(runs, sizes)
+    finally:
+        if args.keep:
+            say(f"\nkept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
