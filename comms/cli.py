@@ -198,12 +198,20 @@ def status(campaign: str | None, fmt: str, project_dir: Path | None) -> None:
     from .store.sends import STATES
 
     app = loaded(make_app(project_dir))
-    result = get_status(app.project, app.store, timezone=app.settings.timezone,
-                        now=app.clock.now(), campaign_id=campaign)
+    result = get_status(app, campaign)
     if fmt == "json":
         click.echo(json.dumps(result.as_json(), indent=2))
         return
     click.echo(output.render(result.steps, ["campaign", "step", "due", *STATES], "table"))
+    click.echo(f"\nlast scheduler run: {result.last_run or 'never'}")
+    if result.upcoming:
+        click.echo("next due:")
+        click.echo(output.render(result.upcoming, ["campaign", "step", "occurrence", "due"],
+                                 "table"))
+    if result.missed:
+        click.echo(f"\n{len(result.missed)} missed:")
+        click.echo(output.render(result.missed, ["campaign", "step", "occurrence", "due_at",
+                                                 "reason"], "table"))
     if result.uncertain:
         click.echo(f"\n{len(result.uncertain)} uncertain (claimed by a process that stopped; "
                    "maybe sent, maybe not):")
@@ -269,6 +277,54 @@ def serve(host: str, port: int, project_dir: Path | None) -> None:
     app = loaded(make_app(project_dir))
     app.sync_directory()
     run_server(app, host=host, port=port)
+
+
+@cli.command("run")
+@click.option("--no-web", is_flag=True, help="Leave the web app out (scheduler and dispatch only).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@project_option
+@handle_errors
+def run_command(no_web: bool, host: str, port: int, project_dir: Path | None) -> None:
+    """The service: sends every step at its time, and serves the web app, until stopped."""
+    import logging
+
+    from .scheduler import run_service
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    app = loaded(make_app(project_dir))
+    app.sync_directory()
+    run_service(app, web=not no_web, host=host, port=port)
+
+
+@cli.command()
+@click.argument("campaign")
+@project_option
+@handle_errors
+def pause(campaign: str, project_dir: Path | None) -> None:
+    """Send nothing of CAMPAIGN until it is resumed."""
+    from .service import set_paused
+
+    app = loaded(make_app(project_dir))
+    app.project.campaign(campaign)
+    with app.store.write() as conn:
+        changed = set_paused(conn, campaign, True, app.clock.now())
+    click.echo(f"{campaign}: paused" if changed else f"{campaign}: already paused")
+
+
+@cli.command()
+@click.argument("campaign")
+@project_option
+@handle_errors
+def resume(campaign: str, project_dir: Path | None) -> None:
+    """Resume CAMPAIGN: what fell due meanwhile is sent once (within its catch-up window)."""
+    from .service import set_paused
+
+    app = loaded(make_app(project_dir))
+    app.project.campaign(campaign)
+    with app.store.write() as conn:
+        changed = set_paused(conn, campaign, False, app.clock.now())
+    click.echo(f"{campaign}: resumed" if changed else f"{campaign}: was not paused")
 
 
 @cli.group()

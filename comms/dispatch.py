@@ -150,6 +150,24 @@ class Dispatcher:
         key = ledger.Key(campaign.id, step.id, ONCE)
         return self._run(campaign, step, key, _Target(audience, None, None))
 
+    def deliver_pending(self, campaign: Campaign, step: Step, occurrence: str) -> Summary:
+        """Help another process: send sends it has already created (claims skip each other)."""
+        key = ledger.Key(campaign.id, step.id, occurrence)
+        summary = Summary(campaign.id, step.id, occurrence)
+        now = self.clock.now()
+        prepared, sequence = self._prepare(campaign, step, now, dry_run=False)
+        if prepared is None:
+            return summary
+        with self.store.write() as conn:
+            ledger.mark_uncertain(conn, runs.dead_runs(conn, now))
+            run_id = runs.start(conn, "dispatch", now)
+        try:
+            self._deliver(prepared, key, run_id, summary, sequence)
+        finally:
+            with self.store.write() as conn:
+                runs.finish(conn, run_id, self.clock.now())
+        return summary
+
     def _run(self, campaign: Campaign, step: Step, key: ledger.Key, target: _Target, *,
              dry_run: bool = False, resend_uncertain: bool = False) -> Summary:
         summary = Summary(campaign.id, step.id, key.occurrence)

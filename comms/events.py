@@ -196,3 +196,17 @@ def notice_step(event: Event, kind: str) -> Step:
     """The built-in step telling someone what their RSVP did (templates/comms/rsvp-*.html.j2)."""
     return Step.model_construct(id=f"{event.id}:{kind}", kind="email", event=event.id, now=True,
                                 template=f"comms/rsvp-{kind}", subject=NOTICES[kind])
+
+
+def step_for(campaign: Campaign, step_id: str) -> Step | None:
+    """A step of the campaign by id, built-in ones (``ws1:update``, ``ws1:waitlisted``) too."""
+    found = campaign.step(step_id)
+    if found is not None or ":" not in step_id:
+        return found
+    event_id, _, kind = step_id.partition(":")
+    event = campaign.event(event_id)
+    if event is None:
+        return None
+    if kind in ("update", "cancelled"):
+        return change_step(event, cancelled=kind == "cancelled")
+    return notice_step(event, kind) if kind in NOTICES else None

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select, update
 
+from . import events
 from .app import App
 from .campaign import Campaign, Step
 from .dispatch import Dispatcher, Summary
@@ -21,6 +22,7 @@ from .errors import ConfigError, ConfigErrors
 from .plan import HORIZON, Due, event_start, occurrences, schedule_of, zone_of
 from .project import Project, load_project
 from .schedule import next_allowed
+from .store import sends as ledger
 from .store import tables
 from .store.upsert import insert_ignore, upsert
 
@@ -104,6 +106,20 @@ class Service:
                    ["value"])
         return report
 
+    def help_dispatch(self) -> list[Summary]:
+        """What every process does, scheduler or not: send sends already created."""
+        with self.app.store.read() as conn:
+            keys = ledger.pending_keys(conn)
+        summaries = []
+        for key in keys:
+            campaign = self.project.campaigns.get(key.campaign)
+            step = events.step_for(campaign, key.step) if campaign else None
+            if campaign is None or step is None or self.stopping:
+                continue
+            summaries.append(self._dispatcher(campaign).deliver_pending(campaign, step,
+                                                                        key.occurrence))
+        return summaries
+
     def stop(self) -> None:
         """Claim nothing more; what is being sent is finished."""
         self.stopping = True
@@ -166,7 +182,7 @@ class Service:
         """The next due occurrences, soonest first (per-recipient steps: their next recipient)."""
         rows: list[dict[str, Any]] = []
         for campaign in self.project.campaigns.values():
-            state = self._state(campaign, now)
+            state = self._state(campaign, now, record=False)
             if state.paused_at is not None:
                 continue
             for step in campaign.steps:
@@ -208,17 +224,28 @@ class Service:
 
     # --- the store ----------------------------------------------------------------------
 
-    def _state(self, campaign: Campaign, now: datetime) -> CampaignState:
+    def _state(self, campaign: Campaign, now: datetime, *, record: bool = True) -> CampaignState:
+        """When the service first saw the campaign (recorded now if never), and any pause."""
         c = tables.campaign_state
+        query = select(c.c.first_seen, c.c.paused_at).where(c.c.campaign == campaign.id)
+        if not record:
+            with self.app.store.read() as conn:
+                row = conn.execute(query).first()
+            return CampaignState(row.first_seen, row.paused_at) if row else CampaignState(now, None)
         with self.app.store.write() as conn:
             insert_ignore(conn, c, [{"campaign": campaign.id, "first_seen": now}], ["campaign"])
-            row = conn.execute(select(c.c.first_seen, c.c.paused_at)
-                               .where(c.c.campaign == campaign.id)).one()
+            row = conn.execute(query).one()
         return CampaignState(row.first_seen, row.paused_at)
 
     def _seen_now_step(self, campaign: Campaign, step: Step, now: datetime) -> datetime:
         """A ``now: true`` step falls due when the service first sees it."""
         o = tables.occurrences
+        query = select(o.c.due_at).where(o.c.campaign == campaign.id, o.c.step == step.id,
+                                         o.c.occurrence == "once")
+        with self.app.store.read() as conn:
+            seen = conn.execute(query).scalar()
+        if seen is not None:
+            return seen
         with self.app.store.write() as conn:
             insert_ignore(conn, o, [{"campaign": campaign.id, "step": step.id,
                                      "occurrence": "once", "due_at": now, "status": "seen"}],

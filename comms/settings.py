@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     imap_ssl: bool = True
 
     inbound_max_bytes: int = 10_000_000
+    service_poll_seconds: float = 30.0
 
     secret_key: SecretStr | None = None
     base_url: str = "http://localhost:8000"

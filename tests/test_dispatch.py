@@ -144,7 +144,7 @@ def test_claims_of_a_dead_process_become_uncertain_not_resent(
     assert (summary.sent, summary.uncertain) == (4, 2)
     from comms.status import status
 
-    report = status(app.project, app.store, timezone="Europe/London", now=clock.now())
+    report = status(app)
     assert {u["uid"] for u in report.uncertain} == {c.uid for c in claimed}
     assert len(outbox(app)) == 4
     again = app.dispatcher().send(campaign, campaign.steps[0])

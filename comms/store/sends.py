@@ -101,6 +101,12 @@ def any_sent(conn: Connection, campaign: str, steps: Sequence[str]) -> bool:
                                              s.c.status == "sent").limit(1)).first() is not None
 
 
+def pending_keys(conn: Connection) -> list[Key]:
+    rows = conn.execute(select(s.c.campaign, s.c.step, s.c.occurrence).where(
+        s.c.status == "pending").distinct())
+    return [Key(*row) for row in rows]
+
+
 def reopen_retryable(conn: Connection, key: Key) -> int:
     """Sends that failed for a passing reason go back to pending for another run."""
     result = conn.execute(update(s).where(key.where(), s.c.status == "failed", s.c.retryable)

@@ -1,0 +1,99 @@
+"""The only importer of APScheduler: wakes the service at the due times the plan gives.
+
+Every ``comms run`` process dispatches; one of them, elected by a lock in the store, also
+schedules. If it dies, another takes the lock at its next poll (``COMMS_SERVICE_POLL_SECONDS``).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from .app import App
+from .errors import CommsError
+from .service import Service
+from .store.lock import SchedulerLock
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    def __init__(self, service: Service, lock: SchedulerLock, *, poll_seconds: float) -> None:
+        self.service = service
+        self.lock = lock
+        self.poll_seconds = poll_seconds
+        self.leading = False
+        self._busy = threading.Lock()
+        self._aps = BackgroundScheduler(timezone=UTC, job_defaults={
+            "coalesce": True, "max_instances": 1, "misfire_grace_time": None})
+
+    def start(self) -> None:
+        self._aps.add_job(self.wake, "interval", seconds=self.poll_seconds, id="poll",
+                          next_run_time=datetime.now(UTC))
+        self._aps.start()
+
+    def wake(self) -> None:
+        """One round: tick if this process holds the scheduler, then help send what is pending."""
+        with self._busy:
+            try:
+                if self.lock.try_acquire():
+                    if not self.leading:
+                        log.info("this process holds the scheduler")
+                        self.leading = True
+                    self.service.tick()
+                    self._wake_at(self.service.next_due())
+                self.service.help_dispatch()
+            except CommsError as exc:
+                log.error("%s", exc)
+
+    def _wake_at(self, due: datetime | None) -> None:
+        if due is None or self.service.stopping:
+            return
+        if due - datetime.now(UTC) < timedelta(seconds=self.poll_seconds):
+            self._aps.add_job(self.wake, "date", run_date=max(due, datetime.now(UTC)), id="due",
+                              replace_existing=True)
+
+    def stop(self) -> None:
+        """Claim nothing more, let the sends under way finish, release the lock."""
+        self.service.stop()
+        self._aps.shutdown(wait=True)
+        with self._busy:
+            self.lock.release()
+
+
+def run_service(app: App, *, web: bool, host: str, port: int) -> None:
+    """``comms run``: scheduler + dispatch (+ the web app) in one process until SIGTERM/SIGINT."""
+    service = Service(app)
+    lock = SchedulerLock(app.store)
+    if app.store.dialect == "sqlite" and not lock.try_acquire():
+        raise CommsError(f"{lock.holder()} already schedules this SQLite database; a second "
+                         "scheduler would send twice. Stop it first, or use PostgreSQL "
+                         "(COMMS_DATABASE_URL) to run several processes.")
+    scheduler = Scheduler(service, lock, poll_seconds=app.settings.service_poll_seconds)
+    scheduler.start()
+    try:
+        if web:
+            from .web import serve
+
+            serve(app, host=host, port=port)  # returns on SIGTERM/SIGINT
+        else:
+            _wait_for_signal()
+    finally:
+        log.info("stopping: finishing the sends under way")
+        scheduler.stop()
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)
+    stop.wait()
