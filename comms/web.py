@@ -170,7 +170,7 @@ class _Handlers:
                 "zone": event.timezone or self.app.settings.timezone,
                 "online_url": str(event.online_url) if event.online_url else None,
                 "capacity": event.capacity, "seats_left": seats,
-                "cancelled": event.status == "cancelled"}
+                "cancelled": event.status == "cancelled", "sender": invitation.campaign.sender.name}
 
     # --- one-click unsubscribe (RFC 8058) ------------------------------------------------------
 
