@@ -20,6 +20,8 @@ from .service import Service
 from .store.lock import SchedulerLock
 
 log = logging.getLogger(__name__)
+logging.getLogger("apscheduler").setLevel(logging.ERROR)  # overlapping wakes are expected
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 class Scheduler:

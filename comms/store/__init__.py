@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, insert, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, insert, inspect, select, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from ..errors import StoreError
@@ -55,23 +55,24 @@ class Store:
             raise StoreError(f"store error: {_reason(exc)}") from None
 
     def migrate(self) -> None:
-        """Bring the schema to HEAD (cheap when it already is)."""
-        with self.engine.connect() as conn:
-            try:
-                current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-            except SQLAlchemyError:
-                conn.rollback()
-                current = None
-        if current == HEAD:
+        """Bring the schema to HEAD (cheap when it already is). Processes starting together
+        take turns: the first migrates, the others find HEAD."""
+        if _version(self.engine) == HEAD:
             return
         from alembic import command
         from alembic.config import Config
 
         config = Config()
         config.set_main_option("script_location", str(_MIGRATIONS))
-        with self.engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(comms_immediate=True)
+            with conn.begin():
+                if self.dialect == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(7402163910)"))
+                if _version_in(conn) == HEAD:
+                    return
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
 
     def secret(self, name: str) -> str:
         """A random secret kept in the store, made on first use (token signing, address hashing).
@@ -91,6 +92,17 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _version(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return _version_in(conn)
+
+
+def _version_in(conn: Connection) -> str | None:
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def _engine(url: str) -> Engine:
