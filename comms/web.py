@@ -232,7 +232,18 @@ class _Handlers:
         return JSONResponse({"recorded": len(result.recorded), "unmatched": len(result.unmatched)})
 
     async def healthz(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        """Liveness, with what ``comms status`` shows of the scheduler: next due, last run."""
+        return JSONResponse(await run_in_threadpool(self._health))
+
+    def _health(self) -> dict[str, Any]:
+        from .service import Service, last_tick
+
+        now = self.app.clock.now()
+        with self.app.store.read() as conn:
+            last = last_tick(conn)
+        upcoming = Service(self.app).upcoming(now, limit=5)
+        return {"status": "ok", "last_run": last,
+                "next": [{**u, "due": u["due"].isoformat()} for u in upcoming]}
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:

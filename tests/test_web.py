@@ -433,7 +433,11 @@ def test_inbound_refuses_oversize_and_missing_field(project_dir: Path, store_url
 
 
 def test_healthz_and_unknown_pages(client: TestClient) -> None:
-    assert client.get("/healthz").json() == {"status": "ok"}
+    health = client.get("/healthz").json()
+    assert health["status"] == "ok" and health["last_run"] is None
+    # The clock stands at 2026-12-01 09:00 and nothing has run: briefing and launch are due now.
+    due_now = {n["step"] for n in health["next"] if n["due"] == "2026-12-01T09:00:00+00:00"}
+    assert due_now == {"briefing", "launch"}
     missing = client.get("/nowhere")
     assert missing.status_code == 404
     assert heading(missing.text) == "Page not found"
