@@ -235,6 +235,7 @@ class Dispatcher:
     def _deliver(self, prepared: PreparedStep, key: ledger.Key, run_id: str,
                  summary: Summary, sequence: int | None) -> None:
         limit = max(1, self.policy.concurrency)
+        refill = max(1, limit // 2)  # claim and record in batches, not one message at a time
         bucket = _Bucket(self.policy.max_per_minute, self.clock)
         in_flight: dict[Future[_Result], int] = {}
         done: list[_Result] = []
@@ -264,10 +265,11 @@ class Dispatcher:
                             break
                         bucket.wait()
                         continue
-                    finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        del in_flight[future]
-                        done.append(future.result())
+                    while in_flight and (exhausted or limit - len(in_flight) < refill):
+                        finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                        for future in finished:
+                            del in_flight[future]
+                            done.append(future.result())
             except BaseException:
                 # Interrupted: claims not yet started go back; those under way finish first.
                 for future in list(in_flight):

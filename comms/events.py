@@ -15,6 +15,7 @@ from .campaign import Campaign, Event, Step
 from .errors import ConfigError, ConfigErrors, NotFound
 from .invite import event_changed_fingerprint, event_uid
 from .store import tables
+from .store.sends import any_sent
 from .store.upsert import insert_ignore
 
 ROSTER_STATES = ("accepted", "tentative", "declined", "waitlisted", "no response")
@@ -32,16 +33,21 @@ class EventState:
 
 def sync_event(conn: Connection, campaign: Campaign, event: Event, *, timezone: str,
                now: datetime, cancel: bool = False) -> EventState:
-    """Record the event; a change of time, place, link, title or status raises SEQUENCE."""
+    """Record the event; a change of time, place, link, title or status raises SEQUENCE.
+
+    An event is cancelled by ``status: cancelled`` in its file, by ``cancel`` (a cancel step
+    being sent), or for good once any of its cancel steps has been sent."""
     e = tables.events
-    cancelled = cancel or event.status == "cancelled"
-    fingerprint = event_changed_fingerprint(event) + (":cancelled" if cancelled else "")
+    cancel_steps = [s.id for s in campaign.steps if s.kind == "cancel" and s.event == event.id]
+    cancelled = (cancel or event.status == "cancelled"
+                 or bool(cancel_steps and any_sent(conn, campaign.id, cancel_steps)))
+    status = "cancelled" if cancelled else "confirmed"
+    fingerprint = event_changed_fingerprint(event.model_copy(update={"status": status}))
     zone = ZoneInfo(event.timezone or timezone)
     values = {"capacity": event.capacity, "starts_at": event.starts.replace(tzinfo=zone),
               "ends_at": event.ends.replace(tzinfo=zone), "updated_at": now}
     row = conn.execute(select(e.c.uid, e.c.sequence, e.c.fingerprint, e.c.status).where(
         e.c.campaign == campaign.id, e.c.event == event.id).with_for_update()).first()
-    status = "cancelled" if cancelled else "confirmed"
     if row is None:
         uid = event_uid(campaign.id, event.id, event.organiser.email.rpartition("@")[2])
         conn.execute(insert(e).values(campaign=campaign.id, event=event.id, uid=uid, sequence=0,

@@ -13,7 +13,6 @@ import pytest
 from click.testing import CliRunner, Result
 from pydantic import HttpUrl
 from sqlalchemy import select
-from sqlalchemy.exc import DataError
 
 from comms._types import email_key
 from comms.app import App
@@ -49,15 +48,6 @@ def stored(app: App) -> Any:
     e = tables.events
     with app.store.read() as conn:
         return conn.execute(select(e).where(e.c.campaign == "workshops", e.c.event == "ws1")).one()
-
-
-def xfail_on_postgres(request: pytest.FixtureRequest, store_url: str) -> None:
-    """Cancellations fail on PostgreSQL: the fingerprint stored does not fit its column."""
-    if store_url.startswith("postgresql"):
-        request.applymarker(pytest.mark.xfail(
-            strict=True, raises=DataError,
-            reason="events.sync_event stores '<64 hex>:cancelled' (74 characters) in "
-                   "events.fingerprint, a VARCHAR(64): PostgreSQL refuses every cancellation"))
 
 
 # --- SEQUENCE -------------------------------------------------------------------------------
@@ -102,7 +92,6 @@ def test_what_attendees_must_know_raises_sequence_one_step_each(
 def test_cancelling_and_reinstating_raise_sequence(project_dir: Path, store_url: str,
                                                   clock: FakeClock,
                                                   request: pytest.FixtureRequest) -> None:
-    xfail_on_postgres(request, store_url)
     app = make_app(project_dir, store_url, clock)
     _, event = workshops(app)
     sync(app, event)
@@ -116,7 +105,6 @@ def test_cancelling_and_reinstating_raise_sequence(project_dir: Path, store_url:
 def test_status_cancelled_in_the_yaml_sends_the_cancellation(
         project_dir: Path, store_url: str, clock: FakeClock,
         request: pytest.FixtureRequest) -> None:
-    xfail_on_postgres(request, store_url)
     app = invited_app(project_dir, store_url, clock)
     app.close()
     path = project_dir / "campaigns" / "workshops.yaml"
@@ -153,7 +141,6 @@ def test_what_calendars_do_not_show_leaves_sequence_alone(
 def test_a_cancel_step_cancels_without_touching_the_yaml(
         project_dir: Path, store_url: str, clock: FakeClock,
         request: pytest.FixtureRequest) -> None:
-    xfail_on_postgres(request, store_url)
     app = make_app(project_dir, store_url, clock)
     _, event = workshops(app)
     sync(app, event)
@@ -162,9 +149,6 @@ def test_a_cancel_step_cancels_without_touching_the_yaml(
     app.close()
 
 
-@pytest.mark.xfail(strict=True, reason="events.sync_event fingerprints the YAML status and adds "
-                   "':cancelled' for the effective one, so a cancel step followed by "
-                   "status: cancelled in the YAML raises SEQUENCE with nothing sent")
 def test_cancelled_by_step_and_by_yaml_is_one_state(project_dir: Path, store_url: str,
                                                     clock: FakeClock) -> None:
     app = make_app(project_dir, store_url, clock)

@@ -428,9 +428,6 @@ def cancel_step_project(project_dir: Path) -> None:
             "{{ unsubscribe_url }}\n", encoding="utf-8")
 
 
-@pytest.mark.xfail(strict=True, reason="dispatch.send_event_changes syncs the event without "
-                   "cancel=True after a kind: cancel step was sent, so the YAML's 'confirmed' "
-                   "reads as a change: SEQUENCE 2 and a METHOD:REQUEST update un-cancel it")
 def test_the_cycle_after_a_cancel_step_sends_nothing(project_dir: Path, clock: FakeClock,
                                                      tmp_path: Path, tls: Tls) -> None:
     cancel_step_project(project_dir)

@@ -8,7 +8,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from comms._types import email_key
@@ -240,9 +239,6 @@ CANCEL_STEP = """\
 """
 
 
-@pytest.mark.xfail(strict=True, reason="tracking.rsvp.Rsvps.answer calls events.sync_event "
-                   "without cancel=True, so an answer after a kind: cancel step flips the "
-                   "event back to confirmed and raises SEQUENCE (an update then un-cancels it)")
 def test_an_answer_after_a_cancel_step_keeps_the_event_cancelled(
         project_dir: Path, store_url: str, clock: FakeClock) -> None:
     path = project_dir / "campaigns" / "workshops.yaml"
