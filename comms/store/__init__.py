@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, insert, inspect, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from ..errors import StoreError
@@ -81,12 +81,15 @@ class Store:
         """
         if name in self._secrets:
             return self._secrets[name]
+        from .upsert import insert_ignore
+
         key = f"secret:{name}"
+        query = select(tables.meta.c.value).where(tables.meta.c.key == key)
         with self.write() as conn:
-            value = conn.execute(select(tables.meta.c.value).where(tables.meta.c.key == key)).scalar()
-            if value is None:
-                value = secrets.token_urlsafe(32)
-                conn.execute(insert(tables.meta).values(key=key, value=value))
+            if conn.execute(query).scalar() is None:  # processes starting together: one wins
+                insert_ignore(conn, tables.meta, [{"key": key, "value": secrets.token_urlsafe(32)}],
+                              ["key"])
+            value: str = conn.execute(query).scalar_one()
         self._secrets[name] = value
         return value
 
