@@ -246,7 +246,8 @@ def _qp_part(content_type: str, text: str) -> str:
 
 
 def quoted_printable(text: str) -> str:
-    """UTF-8 quoted-printable with CRLF line ends; lines <= 76; ``From `` at a line start hidden."""
+    """UTF-8 quoted-printable with CRLF line ends; lines <= 76; ``From `` and ``.`` at a line
+    start hidden (so no line of a message ever needs SMTP dot-stuffing)."""
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     encoded = binascii.b2a_qp(text.encode("utf-8"), istext=True).decode("ascii")
@@ -254,6 +255,10 @@ def quoted_printable(text: str) -> str:
         if encoded.startswith("From "):
             encoded = "=46" + encoded[1:]
         encoded = encoded.replace("\nFrom ", "\n=46rom ")
+    if "." in encoded:
+        if encoded.startswith("."):
+            encoded = "=2E" + encoded[1:]
+        encoded = encoded.replace("\n.", "\n=2E")
     return encoded.replace("\n", CRLF)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Integer,
     and_,
     bindparam,
     case,
@@ -131,18 +132,38 @@ def mark_suppressed(conn: Connection, key: Key) -> int:
     return result.rowcount or 0
 
 
+# The statements of the sending loop, built once: per call only their parameters change.
+_CLAIM_SELECT = (
+    select(s.c.id, s.c.uid, st).join(st, st.c.id == s.c.stakeholder_id)
+    .where(s.c.campaign == bindparam("campaign"), s.c.step == bindparam("step"),
+           s.c.occurrence == bindparam("occurrence"), s.c.status == "pending")
+    .order_by(s.c.id).limit(bindparam("limit", type_=Integer))
+    .with_for_update(skip_locked=True, of=s))
+_CLAIM_UPDATE = (
+    update(s).where(s.c.id.in_(bindparam("ids", expanding=True)), s.c.status == "pending")
+    .values(status="claimed", run_id=bindparam("run_id"),
+            claimed_at=bindparam("now", type_=tables.UtcDateTime()),
+            sequence=bindparam("sequence", type_=Integer)))
+_RECORD = (
+    update(s).where(s.c.id == bindparam("b_id"), s.c.run_id == bindparam("b_run")).values(
+        status=bindparam("b_status"), attempts=s.c.attempts + bindparam("b_attempts"),
+        provider_id=bindparam("b_provider"), error=bindparam("b_error"),
+        retryable=bindparam("b_retryable"),
+        sent_at=bindparam("b_sent_at", type_=tables.UtcDateTime())))
+_ATTEMPT = insert(tables.attempts)
+
+
 def claim(conn: Connection, key: Key, run_id: str, limit: int, now: datetime, *,
           sequence: int | None = None) -> list[Claimed]:
     """Take up to ``limit`` pending sends for this run (others skip them: SKIP LOCKED);
     ``sequence`` records which calendar SEQUENCE an invitation carries."""
-    rows = conn.execute(
-        select(s.c.id, s.c.uid, st).join(st, st.c.id == s.c.stakeholder_id)
-        .where(key.where(), s.c.status == "pending").order_by(s.c.id).limit(limit)
-        .with_for_update(skip_locked=True, of=s)).mappings().all()
+    rows = conn.execute(_CLAIM_SELECT, {"campaign": key.campaign, "step": key.step,
+                                        "occurrence": key.occurrence, "limit": limit}
+                        ).mappings().all()
     if not rows:
         return []
-    conn.execute(update(s).where(s.c.id.in_([r["id"] for r in rows]), s.c.status == "pending")
-                 .values(status="claimed", run_id=run_id, claimed_at=now, sequence=sequence))
+    conn.execute(_CLAIM_UPDATE, {"ids": [r["id"] for r in rows], "run_id": run_id, "now": now,
+                                 "sequence": sequence})
     return [Claimed(r["id"], r["uid"], dict(r)) for r in rows]
 
 
@@ -169,16 +190,12 @@ def record(conn: Connection, run_id: str, outcomes: Sequence[Outcome],
            attempts: Sequence[Attempt], now: datetime) -> None:
     """Write a batch of results in one go (executemany)."""
     if outcomes:
-        conn.execute(
-            update(s).where(s.c.id == bindparam("b_id"), s.c.run_id == run_id).values(
-                status=bindparam("b_status"), attempts=s.c.attempts + bindparam("b_attempts"),
-                provider_id=bindparam("b_provider"), error=bindparam("b_error"),
-                retryable=bindparam("b_retryable"), sent_at=bindparam("b_sent_at")),
-            [{"b_id": o.send_id, "b_status": o.status, "b_attempts": o.attempts,
-              "b_provider": o.provider_id, "b_error": o.error, "b_retryable": o.retryable,
-              "b_sent_at": now if o.status == "sent" else None} for o in outcomes])
+        conn.execute(_RECORD, [
+            {"b_id": o.send_id, "b_run": run_id, "b_status": o.status, "b_attempts": o.attempts,
+             "b_provider": o.provider_id, "b_error": o.error, "b_retryable": o.retryable,
+             "b_sent_at": now if o.status == "sent" else None} for o in outcomes])
     if attempts:
-        conn.execute(insert(tables.attempts), [
+        conn.execute(_ATTEMPT, [
             {"send_id": a.send_id, "run_id": run_id, "at": a.at, "outcome": a.outcome,
              "status_code": a.status_code, "detail": a.detail} for a in attempts])
 

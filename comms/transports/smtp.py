@@ -61,7 +61,7 @@ class SmtpTransport:
         for attempt in (1, 2):
             conn = self._connection()
             try:
-                conn.sendmail(sender, [recipient], raw, mail_options=options)
+                _transmit(conn, sender, recipient, raw, options)
             except smtplib.SMTPServerDisconnected as exc:
                 self._discard(conn)
                 if attempt == 2:
@@ -180,3 +180,42 @@ def _quit(conn: smtplib.SMTP) -> None:
         conn.quit()
     except (smtplib.SMTPException, OSError):
         conn.close()
+
+
+def _transmit(conn: smtplib.SMTP, sender: str, recipient: str, raw: bytes,
+              options: list[str]) -> None:
+    """MAIL, RCPT, DATA for one prepared message: ``smtplib.sendmail`` without its per-message
+    address re-parsing and dot-stuffing pass (``build_mime`` never starts a line with a dot).
+    Raises the exceptions ``sendmail`` raises, so callers map them the same way."""
+    if not conn.does_esmtp and conn.helo_resp is None:
+        conn.ehlo_or_helo_if_needed()
+    suffix = "".join(f" {option}" for option in options)
+    code, reply = conn.docmd("mail", f"FROM:<{sender}>{suffix}")
+    if code != 250:
+        _reset(conn, code)
+        raise smtplib.SMTPSenderRefused(code, reply, sender)
+    code, reply = conn.docmd("rcpt", f"TO:<{recipient}>")
+    if code not in (250, 251):
+        _reset(conn, code)
+        raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
+    code, reply = conn.docmd("data")
+    if code != 354:
+        _reset(conn, code)
+        raise smtplib.SMTPDataError(code, reply)
+    # One write: a separate small write for the final dot would wait on Nagle's algorithm.
+    conn.send(raw + (b".\r\n" if raw.endswith(b"\r\n") else b"\r\n.\r\n"))
+    code, reply = conn.getreply()
+    if code != 250:
+        _reset(conn, code)
+        raise smtplib.SMTPDataError(code, reply)
+
+
+def _reset(conn: smtplib.SMTP, code: int) -> None:
+    """After a refusal: RSET, or close on 421 (the server is going away), as smtplib does."""
+    if code == 421:
+        conn.close()
+        return
+    try:
+        conn.rset()
+    except smtplib.SMTPServerDisconnected:
+        pass
