@@ -195,11 +195,12 @@ def measure(run: Run, cmd: Sequence[str], env: dict[str, str], server: Sink, cwd
     """Run ``cmd`` to its end; its own rusage, and when messages reached the server."""
     errors = cwd / f"{run.tool}-{run.target}-{run.n}.stderr"
     first = last = 0.0
-    size = 0
+    size = peak_kb = 0
     with open(errors, "w", encoding="utf-8") as err:
         start = time.perf_counter()
         process = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
         while True:
+            peak_kb = max(peak_kb, _own_peak_rss_kb(process.pid))
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
             now = time.perf_counter()
             grown = server.log.stat().st_size if server.log.exists() else 0
@@ -213,7 +214,8 @@ def measure(run: Run, cmd: Sequence[str], env: dict[str, str], server: Sink, cwd
     run.wall = now - start
     run.window = last - first
     run.cpu = usage.ru_utime + usage.ru_stime
-    run.rss_kb = usage.ru_maxrss
+    # Not usage.ru_maxrss: Linux carries the parent's RSS at fork across execve into it.
+    run.rss_kb = peak_kb or usage.ru_maxrss
     run.received = len(_lines(server.log))
     if code != 0:
         tail = errors.read_text(encoding="utf-8").strip().splitlines()[-1:] or ["no message"]
@@ -221,6 +223,18 @@ def measure(run: Run, cmd: Sequence[str], env: dict[str, str], server: Sink, cwd
     elif run.received != run.n:
         run.problem = f"server received {run.received} of {run.n}"
     return run
+
+
+def _own_peak_rss_kb(pid: int) -> int:
+    """The process's own peak resident set (VmHWM), from its own address space."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def _lines(log: Path) -> list[str]:

@@ -6,10 +6,7 @@ from sqlalchemy import ColumnElement, and_, not_, select, true
 
 from .campaign import OnlyIf
 from .store import tables
-
-#: Responses that show a person acted (opens are not: image blocking and privacy pre-fetch).
-HUMAN = ("clicked", "replied", "rsvp_accepted", "rsvp_declined", "rsvp_tentative",
-         "rsvp_waitlisted")
+from .tracking.responses import HUMAN, Kind
 
 
 def condition(campaign: str, only_if: OnlyIf | None) -> ColumnElement[bool]:
@@ -31,17 +28,17 @@ def condition(campaign: str, only_if: OnlyIf | None) -> ColumnElement[bool]:
             came = select(a.c.id).where(a.c.stakeholder_id == st.c.id, a.c.campaign == campaign,
                                         a.c.event == event).exists()
             parts.append(came if wanted else not_(came))
-    for step, kinds, wanted in ((only_if.not_opened, ("opened",), False),
-                                (only_if.not_clicked, ("clicked",), False),
-                                (only_if.responded, HUMAN, True),
-                                (only_if.not_responded, HUMAN, False)):
+    for step, kinds, wanted in ((only_if.not_opened, (Kind.OPENED,), False),
+                                (only_if.not_clicked, (Kind.CLICKED,), False),
+                                (only_if.responded, tuple(HUMAN), True),
+                                (only_if.not_responded, tuple(HUMAN), False)):
         if step is not None:
             found = _responded(campaign, step, kinds)
             parts.append(found if wanted else not_(found))
     return and_(true(), *parts)
 
 
-def _responded(campaign: str, step: str, kinds: tuple[str, ...]) -> ColumnElement[bool]:
+def _responded(campaign: str, step: str, kinds: tuple[Kind, ...]) -> ColumnElement[bool]:
     st, resp, s = tables.stakeholders, tables.responses, tables.sends
     of_step = select(s.c.id).where(s.c.campaign == campaign, s.c.step == step,
                                    s.c.stakeholder_id == st.c.id)

@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from ..errors import StoreError
 from . import tables
 
-HEAD = "0003"  # the newest migration; tests check it against migrations/versions
+HEAD = "0004"  # the newest migration; tests check it against migrations/versions
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 

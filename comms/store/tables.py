@@ -102,6 +102,8 @@ sends = Table(
     Column("claimed_at", UtcDateTime()),
     Column("sent_at", UtcDateTime()),
     Column("sequence", Integer),  # invitations: the SEQUENCE of the calendar sent
+    Column("delivery", String(16)),  # the highest delivery state provider events reported
+    Column("delivery_at", UtcDateTime()),
     UniqueConstraint("campaign", "step", "occurrence", "stakeholder_id", name="uq_sends_key"),
 )
 Index("ix_sends_queue", sends.c.campaign, sends.c.step, sends.c.occurrence, sends.c.status)
@@ -148,6 +150,7 @@ responses = Table(
 )
 Index("ix_responses_send", responses.c.send_id)
 Index("ix_responses_stakeholder", responses.c.stakeholder_id)
+Index("ix_responses_kind", responses.c.campaign, responses.c.kind)
 
 events = Table(
     "events", metadata,

@@ -1,0 +1,80 @@
+"""One vocabulary for everything that comes back, whoever reports it.
+
+Provider words (SendGrid's ``bounce``, ``open`` …), RSVPs, calendar replies and replies by mail
+map onto ``Kind``; the raw payload is kept beside the normalised row. A send's delivery state is
+the highest-ranked state any of its events reported, so duplicates and arrival order do not
+matter, a late ``processed`` never overwrites ``delivered``, and bounces, drops and spam reports
+are final.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Kind(StrEnum):
+    PROCESSED = "processed"
+    DELIVERED = "delivered"
+    DEFERRED = "deferred"
+    BOUNCED = "bounced"  # detail: "hard" or "soft"
+    DROPPED = "dropped"
+    OPENED = "opened"  # machine=True for privacy pre-fetches (Apple Mail)
+    CLICKED = "clicked"  # detail: the URL
+    SPAM_REPORTED = "spam_reported"
+    UNSUBSCRIBED = "unsubscribed"
+    GROUP_UNSUBSCRIBED = "group_unsubscribed"
+    GROUP_RESUBSCRIBED = "group_resubscribed"
+    REPLIED = "replied"  # detail: the reply's text
+    RSVP_ACCEPTED = "rsvp_accepted"
+    RSVP_DECLINED = "rsvp_declined"
+    RSVP_TENTATIVE = "rsvp_tentative"
+    RSVP_WAITLISTED = "rsvp_waitlisted"
+    RSVP_PROMOTED = "rsvp_promoted"
+
+
+#: SendGrid Event Webhook words → ours (bounces: ``type`` bounce = hard, blocked = soft).
+SENDGRID: dict[str, Kind] = {
+    "processed": Kind.PROCESSED,
+    "delivered": Kind.DELIVERED,
+    "deferred": Kind.DEFERRED,
+    "bounce": Kind.BOUNCED,
+    "dropped": Kind.DROPPED,
+    "open": Kind.OPENED,
+    "click": Kind.CLICKED,
+    "spamreport": Kind.SPAM_REPORTED,
+    "unsubscribe": Kind.UNSUBSCRIBED,
+    "group_unsubscribe": Kind.GROUP_UNSUBSCRIBED,
+    "group_resubscribe": Kind.GROUP_RESUBSCRIBED,
+}
+
+#: Delivery states of a send, by rank: a send shows the highest it has reached.
+DELIVERY_RANK: dict[str, int] = {
+    Kind.PROCESSED: 1,
+    Kind.DEFERRED: 2,
+    Kind.DELIVERED: 3,
+    Kind.DROPPED: 4,  # final from here on
+    Kind.BOUNCED: 5,
+    Kind.SPAM_REPORTED: 6,
+}
+FINAL = frozenset({Kind.DROPPED, Kind.BOUNCED, Kind.SPAM_REPORTED})
+
+#: Responses that show a person acted. Opens are not among them: image blocking and privacy
+#: pre-fetch make them unreliable.
+HUMAN = frozenset({Kind.CLICKED, Kind.REPLIED, Kind.RSVP_ACCEPTED, Kind.RSVP_DECLINED,
+                   Kind.RSVP_TENTATIVE, Kind.RSVP_WAITLISTED})
+
+#: Responses that put an address on the suppression list.
+SUPPRESSING: dict[str, str] = {
+    Kind.UNSUBSCRIBED: "unsubscribed",
+    Kind.GROUP_UNSUBSCRIBED: "unsubscribed",
+    Kind.SPAM_REPORTED: "spam",
+}
+
+
+def later(current: str | None, new: str) -> str | None:
+    """The delivery state after ``new`` arrives (None: not a delivery state, nothing changes)."""
+    if new not in DELIVERY_RANK:
+        return current
+    if current is None or DELIVERY_RANK[new] > DELIVERY_RANK.get(current, 0):
+        return new
+    return current
