@@ -161,6 +161,14 @@ class Step(_Strict):
         return None
 
 
+class Goal(_Strict):
+    """What the campaign is for, counted in reports: e.g. 75 mentors volunteering."""
+
+    metric: Literal["accepted", "responded", "clicked", "replied"]
+    target: int = Field(gt=0)
+    event: str | None = Field(None, description="for `accepted`: the event (default: any)")
+
+
 class Campaign(_Strict):
     """One campaign file: an audience, optional events, and ordered steps."""
 
@@ -175,6 +183,7 @@ class Campaign(_Strict):
     audience: Audience = Audience()
     events: list[Event] = []
     steps: list[Step] = Field(min_length=1)
+    goal: Goal | None = None
 
     def step(self, step_id: str) -> Step | None:
         return next((s for s in self.steps if s.id == step_id), None)
@@ -251,6 +260,8 @@ def check_references(campaign: Campaign, located: _yaml.Located, *, schedules: C
                 event_ref(here + ("only_if", key), getattr(cond, key))
             for key in ("not_opened", "not_clicked", "responded", "not_responded"):
                 step_ref(here + ("only_if", key), getattr(cond, key), step.id)
+    if campaign.goal is not None:
+        event_ref(("goal", "event"), campaign.goal.event)
     problems += _after_cycles(campaign, located)
     return problems
 
