@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, delete, insert, select
 
 from ._types import email_key
 from .store import Store, tables
@@ -59,3 +59,25 @@ def list_suppressions(conn: Connection) -> list[Suppression]:
     rows = conn.execute(select(s.c.email, s.c.reason, s.c.source, s.c.created_at)
                         .order_by(s.c.created_at, s.c.id))
     return [Suppression(*row) for row in rows]
+
+
+def unsubscribe_send(store: Store, hasher: AddressHasher, send_uid: str, *, now: datetime,
+                     source: str) -> bool:
+    """The person a send went to asked to stop: suppress the address (idempotent) and record an
+    ``unsubscribed`` response on that send. False when the send is unknown (erased, or never)."""
+    s, st = tables.sends, tables.stakeholders
+    with store.write() as conn:
+        row = conn.execute(select(s.c.id, s.c.campaign, s.c.step, st.c.id.label("person"),
+                                  st.c.email).join(st, s.c.stakeholder_id == st.c.id)
+                           .where(s.c.uid == send_uid)).first()
+        if row is None:
+            return False
+        suppress(conn, hasher, [row.email], reason="unsubscribed", source=source, now=now)
+        already = conn.execute(select(tables.responses.c.id).where(
+            tables.responses.c.send_id == row.id,
+            tables.responses.c.kind == "unsubscribed")).first()
+        if already is None:
+            conn.execute(insert(tables.responses).values(
+                send_id=row.id, stakeholder_id=row.person, campaign=row.campaign, step=row.step,
+                kind="unsubscribed", detail=source, occurred_at=now, received_at=now))
+    return True

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -28,8 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .app import App
 from .errors import CommsError, StoreError
-from .store import tables
-from .suppression import AddressHasher, suppress
+from .suppression import AddressHasher, unsubscribe_send
 from .tracking.inbound import process_message
 from .tracking.rsvp import Answer, Invitation, Rsvps
 from .tracking.tokens import InvalidToken
@@ -180,7 +178,9 @@ class _Handlers:
 
     async def unsubscribe(self, request: Request) -> Response:
         uid = self._unsubscribe_uid(request.path_params["token"])
-        await run_in_threadpool(self._suppress_send, uid)
+        found = await run_in_threadpool(unsubscribe_send, self.app.store, self.hasher, uid,
+                                        now=self.app.clock.now(), source="one-click")
+        log.info("unsubscribe: %s", "address suppressed" if found else "no such send (erased?)")
         return page("unsubscribe.html", done=True)
 
     def _unsubscribe_uid(self, token: str) -> str:
@@ -190,17 +190,6 @@ class _Handlers:
             raise Problem(400, "This link is not valid",
                           "The link may have been cut short or changed on the way. Use the "
                           "unsubscribe link in the email again, or reply to the email and ask.") from None
-
-    def _suppress_send(self, uid: str) -> None:
-        """Suppress the address the send went to (idempotent; a forgotten person is already)."""
-        s, st = tables.sends, tables.stakeholders
-        with self.app.store.write() as conn:
-            address = conn.execute(select(st.c.email).join(s, s.c.stakeholder_id == st.c.id)
-                                   .where(s.c.uid == uid)).scalar()
-            if address is not None:
-                suppress(conn, self.hasher, [address], reason="unsubscribed", source="one-click",
-                         now=self.app.clock.now())
-        log.info("unsubscribe: %s", "address suppressed" if address else "no such send (erased?)")
 
     # --- SendGrid Inbound Parse (raw mode) -----------------------------------------------------
 
