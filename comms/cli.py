@@ -265,6 +265,106 @@ def contacts_list(role: str | None, borough: str | None, fmt: str,
     click.echo(output.render(rows, columns, fmt))
 
 
+@contacts.command("export")
+@click.argument("email")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the JSON here instead of to standard output.")
+@project_option
+@handle_errors
+def contacts_export(email: str, output: Path | None, project_dir: Path | None) -> None:
+    """Everything comms holds about one person, as JSON (a subject access request)."""
+    from .privacy import export_person
+
+    app = make_app(project_dir)
+    text = json.dumps(export_person(app.store, email), indent=2, ensure_ascii=False)
+    if output:
+        output.write_text(text + "\n", encoding="utf-8")
+        click.echo(f"written to {output}")
+    else:
+        click.echo(text)
+
+
+@contacts.command("forget")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@project_option
+@handle_errors
+def contacts_forget(email: str, yes: bool, project_dir: Path | None) -> None:
+    """Erase a person from every table and file; keep only a keyed hash to refuse them later."""
+    from .privacy import forget_person
+
+    if not yes:
+        click.confirm(f"Erase everything comms holds about {email}? This cannot be undone",
+                      abort=True)
+    app = make_app(project_dir)
+    result = forget_person(app.store, email, now=app.clock.now(),
+                           outbox=app.settings.resolved_outbox_dir)
+    click.echo(f"erased: {result.rows} person, {result.files} file(s); the address stays "
+               "suppressed (as a keyed hash). Remove them from stakeholders/ too.")
+
+
+@cli.group()
+def suppress() -> None:
+    """The suppression list: addresses never mailed again, in any campaign."""
+
+
+@suppress.command("list")
+@format_option("table", "csv", "json")
+@project_option
+@handle_errors
+def suppress_list(fmt: str, project_dir: Path | None) -> None:
+    """Every suppressed address, why and since when (erased people show no address)."""
+    from dataclasses import asdict
+
+    from .suppression import list_suppressions
+
+    app = make_app(project_dir)
+    with app.store.read() as conn:
+        rows = [asdict(s) for s in list_suppressions(conn)]
+    click.echo(output.render(rows, ["email", "reason", "source", "created_at"], fmt))
+
+
+@suppress.command("add")
+@click.argument("emails", nargs=-1, required=True)
+@click.option("--reason", default="manual", show_default=True,
+              type=click.Choice(["manual", "unsubscribed", "bounced", "spam"]))
+@project_option
+@handle_errors
+def suppress_add(emails: tuple[str, ...], reason: str, project_dir: Path | None) -> None:
+    """Never mail these addresses again."""
+    from ._types import normalise_email
+    from .suppression import AddressHasher
+    from .suppression import suppress as add
+
+    try:
+        checked = [normalise_email(e) for e in emails]
+    except ValueError as exc:
+        raise Failure(f"error: {exc}", 2) from None
+    app = make_app(project_dir)
+    hasher = AddressHasher(app.store)
+    with app.store.write() as conn:
+        add(conn, hasher, checked, reason=reason, source="comms suppress add", now=app.clock.now())
+    click.echo(f"suppressed {len(checked)} address(es)")
+
+
+@suppress.command("remove")
+@click.argument("email")
+@project_option
+@handle_errors
+def suppress_remove(email: str, project_dir: Path | None) -> None:
+    """Allow an address again (not one erased on request)."""
+    from .suppression import AddressHasher, unsuppress
+
+    app = make_app(project_dir)
+    hasher = AddressHasher(app.store)
+    with app.store.write() as conn:
+        removed = unsuppress(conn, hasher, email)
+    if not removed:
+        raise Failure(f"error: {email} is not on the suppression list (or was erased on "
+                      "request, which cannot be undone here)", 2)
+    click.echo(f"{email} may be mailed again")
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)

@@ -203,3 +203,16 @@ def test_validate_refuses_bad_cron_and_times_lost_to_the_clock_change(project_di
             "not exist in Europe/London (the clocks go forward then)") in result.output
     assert (f"campaigns/nmdi-awareness.yaml:{len(lines)}: steps[2].cron: weekday 'funday' is not "
             "a number or a name") in result.output
+
+
+def test_suppress_add_list_remove(project_dir: Path) -> None:
+    project = ["--project", str(project_dir)]
+    assert run("suppress", "add", "A@X.example", "b@x.example", *project).exit_code == 0
+    listed = json.loads(run("suppress", "list", "--format", "json", *project).output)
+    assert [(r["email"], r["reason"]) for r in listed] == [("a@x.example", "manual"),
+                                                          ("b@x.example", "manual")]
+    assert run("suppress", "remove", "a@x.example", *project).exit_code == 0
+    again = run("suppress", "remove", "a@x.example", *project)
+    assert again.exit_code == 2 and "is not on the suppression list" in again.output
+    bad = run("suppress", "add", "not-an-address", *project)
+    assert bad.exit_code == 2 and "invalid email address 'not-an-address'" in bad.output

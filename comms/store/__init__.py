@@ -122,6 +122,7 @@ def _engine(url: str) -> Engine:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA secure_delete=ON")  # deleted content is overwritten (erasure)
         cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
 

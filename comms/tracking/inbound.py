@@ -5,10 +5,18 @@ from __future__ import annotations
 import email
 import email.policy
 import logging
+import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from datetime import datetime
+from email.message import EmailMessage
+from typing import TYPE_CHECKING, cast
+
+from sqlalchemy import insert, select
 
 from ..invite import replies_in_message
+from ..render import html_to_text
+from ..store import tables
+from .responses import Kind
 from .rsvp import Rsvps, UnknownInvitation
 
 if TYPE_CHECKING:
@@ -31,12 +39,15 @@ def process_message(app: App, raw: bytes, result: InboundResult | None = None) -
     logged and counted, never raised: a webhook must not retry them forever."""
     result = result or InboundResult()
     result.messages += 1
-    message = email.message_from_bytes(raw, policy=email.policy.default)
+    message = cast(EmailMessage, email.message_from_bytes(raw, policy=email.policy.default))
     try:
         replies = replies_in_message(message)
     except ValueError as exc:
         result.unmatched.append(f"unreadable calendar part: {exc}")
         log.warning("inbound: unreadable calendar part: %s", exc)
+        return result
+    if not replies:
+        _record_reply(app, message, result)
         return result
     rsvps = Rsvps(app)
     for reply in replies:
@@ -49,3 +60,46 @@ def process_message(app: App, raw: bytes, result: InboundResult | None = None) -
         outcome = rsvps.answer(invitation, reply.partstat, "calendar")
         result.recorded.append(f"{invitation.campaign.id}/{invitation.event.id}: {outcome.status}")
     return result
+
+
+_MESSAGE_ID = re.compile(r"<([0-9a-f]{32})@[^>]+>")
+MAX_REPLY_TEXT = 20_000
+
+
+def _record_reply(app: App, message: EmailMessage, result: InboundResult) -> None:
+    """A reply to a campaign email: a ``replied`` response on the send it answers, matched by
+    In-Reply-To or References (our Message-IDs are ``<send id@domain>``), its text kept."""
+    wanted = " ".join(str(message.get(h, "")) for h in ("In-Reply-To", "References"))
+    uids = _MESSAGE_ID.findall(wanted)
+    if not uids:
+        return  # ordinary mail in the mailbox: none of comms' business
+    s = tables.sends
+    now = app.clock.now()
+    with app.store.write() as conn:
+        send = conn.execute(select(s.c.id, s.c.campaign, s.c.step, s.c.stakeholder_id)
+                            .where(s.c.uid.in_(uids)).order_by(s.c.id.desc())).first()
+        if send is None:
+            result.unmatched.append("a reply to an email this store did not send")
+            return
+        conn.execute(insert(tables.responses).values(
+            send_id=send.id, stakeholder_id=send.stakeholder_id, campaign=send.campaign,
+            step=send.step, kind=Kind.REPLIED, detail=_text_of(message)[:MAX_REPLY_TEXT],
+            occurred_at=_date(message) or now, received_at=now))
+    result.recorded.append(f"{send.campaign}/{send.step}: replied")
+
+
+def _text_of(message: EmailMessage) -> str:
+    body = message.get_body(("plain", "html"))
+    if body is None:
+        return ""
+    content = body.get_content()
+    return html_to_text(content) if body.get_content_type() == "text/html" else content
+
+
+def _date(message: EmailMessage) -> datetime | None:
+    try:
+        value = message["Date"]
+        when = value.datetime if value is not None else None
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return when if when is not None and when.tzinfo is not None else None
