@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
@@ -107,3 +109,46 @@ def test_cli_export_and_forget(project_dir: Path) -> None:
     missing = runner.invoke(cli, ["contacts", "export", "nobody@x.example", "--project",
                                   str(project_dir)])
     assert missing.exit_code == 2 and "comms holds nothing about nobody@x.example" in missing.output
+
+
+def test_logs_and_custom_args_hold_no_addresses_or_secrets(
+        project_dir: Path, tmp_path: Path, clock: FakeClock,
+        caplog: pytest.LogCaptureFixture) -> None:
+    import re
+
+    from starlette.testclient import TestClient
+
+    from comms.service import Service
+    from comms.web import create_app
+    from tests.sinks.sendgrid_server import Reply, SendGridSink
+
+    secrets = ["SG.log-secret-key", "signing-secret-for-logs"]
+    caplog.set_level(logging.DEBUG)
+    with SendGridSink(api_key=secrets[0]) as sink:
+        sink.script(Reply(400, {}, {"errors": [{"message": "invalid address", "field": "to"}]}))
+        app = App(load_settings(project_dir, database_url=f"sqlite:///{tmp_path / 'l.db'}",
+                                transport="sendgrid", sendgrid_api_key=secrets[0],
+                                sendgrid_host=sink.url, secret_key=secrets[1]), clock=clock)
+        Service(app).tick()  # the example's steps due on 1 December 2026 09:00
+        campaign = app.project.campaign("workshops")
+        app.dispatcher().send(campaign, campaign.step("invite"))  # type: ignore[arg-type]
+        custom_args = [m["payload"]["personalizations"][0]["custom_args"] for m in sink.messages]
+        bodies = [m["payload"]["content"][1]["value"] for m in sink.messages
+                  if m["payload"]["subject"].startswith("Invitation")]
+    assert custom_args and all(set(a) == {"send_id"} and "@" not in a["send_id"]
+                               for a in custom_args)
+    links = re.findall(r"http://localhost:8000(/(?:rsvp|u)/[^\"<\s]+)", bodies[0])
+    assert len(links) >= 4  # three answers and the unsubscribe link
+    with TestClient(create_app(app)) as client:
+        for link in links:
+            client.get(link)
+            client.post(link, data={"List-Unsubscribe": "One-Click"})
+        client.post("/inbound/sendgrid", files={"email": ("m.eml", b"From: x@y.example\r\n\r\nhi")})
+    app.close()
+    text = caplog.text.lower()
+    assert len(caplog.records) > 5
+    addresses = {p.key for p in app.project.directory.people}
+    leaked = sorted(a for a in addresses if a in text)
+    assert leaked == []
+    for secret in secrets:
+        assert secret.lower() not in text
