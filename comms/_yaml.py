@@ -125,3 +125,17 @@ def _message(error: Any) -> str:
     if kind == "missing":
         return "required key is missing"
     return msg.removeprefix("Value error, ")
+
+
+def load_model(model: type[M], path: Path, display: Path | None = None) -> tuple[M, Located]:
+    """Parse one file and validate it into ``model`` (errors carry the file and line)."""
+    located = load(path, display)
+    return validate(model, located), located
+
+
+def json_schema(model: type[BaseModel], title: str) -> dict[str, object]:
+    """The JSON Schema of a file kind, for editors' autocompletion."""
+    schema = model.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = title
+    return schema

@@ -194,15 +194,11 @@ class Campaign(_Strict):
 
 def load_campaign(path: Path, display: Path | None = None) -> tuple[Campaign, _yaml.Located]:
     """Parse and validate one campaign file (raises ConfigError / ValidationErrors with lines)."""
-    located = _yaml.load(path, display)
-    return _yaml.validate(Campaign, located), located
+    return _yaml.load_model(Campaign, path, display)
 
 
 def json_schema() -> dict[str, object]:
-    schema = Campaign.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "comms campaign"
-    return schema
+    return _yaml.json_schema(Campaign, "comms campaign")
 
 
 def check_references(campaign: Campaign, located: _yaml.Located, *, schedules: Collection[str],

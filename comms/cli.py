@@ -403,12 +403,7 @@ def run_command(no_web: bool, host: str, port: int, project_dir: Path | None) ->
 @handle_errors
 def pause(campaign: str, project_dir: Path | None) -> None:
     """Send nothing of CAMPAIGN until it is resumed."""
-    from .service import set_paused
-
-    app = loaded(make_app(project_dir))
-    app.project.campaign(campaign)
-    with app.store.write() as conn:
-        changed = set_paused(conn, campaign, True, app.clock.now())
+    changed = _set_paused(project_dir, campaign, True)
     click.echo(f"{campaign}: paused" if changed else f"{campaign}: already paused")
 
 
@@ -418,13 +413,17 @@ def pause(campaign: str, project_dir: Path | None) -> None:
 @handle_errors
 def resume(campaign: str, project_dir: Path | None) -> None:
     """Resume CAMPAIGN: what fell due meanwhile is sent once (within its catch-up window)."""
+    changed = _set_paused(project_dir, campaign, False)
+    click.echo(f"{campaign}: resumed" if changed else f"{campaign}: was not paused")
+
+
+def _set_paused(project_dir: Path | None, campaign: str, paused: bool) -> bool:
     from .service import set_paused
 
     app = loaded(make_app(project_dir))
-    app.project.campaign(campaign)
+    app.project.campaign(campaign)  # unknown campaigns: exit 2
     with app.store.write() as conn:
-        changed = set_paused(conn, campaign, False, app.clock.now())
-    click.echo(f"{campaign}: resumed" if changed else f"{campaign}: was not paused")
+        return set_paused(conn, campaign, paused, app.clock.now())
 
 
 @cli.group()
@@ -501,6 +500,58 @@ def events_attendance(event: str, sheet: Path, project_dir: Path | None) -> None
     click.echo(f"{result.recorded} attended {campaign.id}/{found.id}")
     for email in result.unknown:
         click.echo(f"{sheet}: warning: {email} is not in the directory", err=True)
+
+
+@cli.group("report", invoke_without_command=True)
+@click.option("--campaign", help="Only this campaign (default: every campaign).")
+@click.option("--by", type=click.Choice(["borough", "organisation", "role"]), default="borough",
+              show_default=True, help="The groups of the equity view.")
+@format_option("table", "csv", "json", "html")
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to this file instead of the terminal.")
+@project_option
+@click.pass_context
+@handle_errors
+def report_group(ctx: click.Context, campaign: str | None, by: str, fmt: str, out: Path | None,
+                 project_dir: Path | None) -> None:
+    """Engagement by campaign, step, group and event: reach, responses, equity, goals."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .report import report
+
+    app = loaded(make_app(project_dir))
+    app.sync_directory()
+    _write_report(report(app, campaign=campaign, by=by).render(fmt), out, excel=fmt == "csv")
+
+
+@report_group.command("chase")
+@click.argument("campaign")
+@click.option("--step", help="Only people who have not responded to this step.")
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to this file instead of the terminal.")
+@project_option
+@handle_errors
+def report_chase(campaign: str, step: str | None, out: Path | None,
+                 project_dir: Path | None) -> None:
+    """People sent CAMPAIGN (or its STEP) with no response yet, as CSV for the team to phone."""
+    from .report import CHASE_COLUMNS, chase
+
+    app = loaded(make_app(project_dir))
+    rows = chase(app, campaign, step)
+    _write_report(output.render(rows, CHASE_COLUMNS, "csv"), out, excel=True)
+    if out is not None:
+        click.echo(f"{len(rows)} people to chase written to {out}", err=True)
+
+
+def _write_report(text: str, out: Path | None, *, excel: bool) -> None:
+    """To the terminal, or to a file (CSV with a byte-order mark, so Excel reads UTF-8)."""
+    if out is None:
+        click.echo(text)
+        return
+    try:
+        out.write_text(text + "\n", encoding="utf-8-sig" if excel else "utf-8")
+    except OSError as exc:
+        raise Failure(f"error: cannot write {out}: {exc.strerror}", 1) from None
 
 
 def main() -> None:

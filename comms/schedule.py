@@ -114,12 +114,8 @@ def next_allowed(due: datetime, schedule: Schedule | None) -> datetime:
 
 
 def load_schedule(path: Path, display: Path | None = None) -> tuple[Schedule, _yaml.Located]:
-    located = _yaml.load(path, display)
-    return _yaml.validate(Schedule, located), located
+    return _yaml.load_model(Schedule, path, display)
 
 
 def json_schema() -> dict[str, object]:
-    schema = Schedule.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "comms schedule"
-    return schema
+    return _yaml.json_schema(Schedule, "comms schedule")

@@ -7,9 +7,7 @@ import base64
 import datetime as dt
 import email
 import email.policy
-import ipaddress
 import re
-import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -19,10 +17,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from icalendar import Calendar
 from sqlalchemy import select
 
@@ -34,7 +28,7 @@ from comms.settings import load_settings
 from comms.store import tables
 from comms.tracking.rsvp import record_answer
 from comms.transports.sendgrid import SendGridTransport
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, Tls
 from tests.sinks.sendgrid_server import SendGridSink
 from tests.sinks.smtp_server import SmtpSink
 
@@ -153,37 +147,6 @@ def check(sent: Sent, *, method: str, sequence: int, names: dict[str, str],
 
 
 # --- one delivery route per channel -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Tls:
-    server: ssl.SSLContext
-    client: ssl.SSLContext
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
-    """A self-signed certificate for 127.0.0.1 and a client context that trusts it."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    folder = tmp_path_factory.mktemp("tls")
-    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.load_cert_chain(cert_file, key_file)
-    return Tls(server, ssl.create_default_context(cafile=str(cert_file)))
 
 
 class Channel:
