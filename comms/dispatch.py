@@ -265,11 +265,15 @@ class Dispatcher:
                             break
                         bucket.wait()
                         continue
-                    while in_flight and (exhausted or limit - len(in_flight) < refill):
+                    # Wait for results: all of them at the end, at least one when this round
+                    # claimed nothing (stopping, rate-limited), else until half the window is free.
+                    settle = exhausted or stop or not claimed
+                    while in_flight and (settle or limit - len(in_flight) < refill):
                         finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                         for future in finished:
                             del in_flight[future]
                             done.append(future.result())
+                        settle = exhausted or stop
             except BaseException:
                 # Interrupted: claims not yet started go back; those under way finish first.
                 for future in list(in_flight):

@@ -94,3 +94,41 @@ def _settled(sink: Sink, quiet: float = 1.5) -> bool:
 
 
 
+
+
+def test_sigterm_mid_campaign_finishes_sends_under_way(programme: Path, smtp_sink: Sink,  # noqa: F811
+                                                       tmp_path: Path) -> None:
+    """SQLite, one process: SIGTERM while sending → exit 0, nothing uncertain; a restart sends
+    the rest, nobody twice."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMMS_")}
+    env.update(COMMS_TRANSPORT="smtp", COMMS_SMTP_HOST="127.0.0.1",
+               COMMS_SMTP_PORT=str(smtp_sink.port), COMMS_CONCURRENCY="4",
+               COMMS_DATABASE_URL=f"sqlite:///{tmp_path / 'comms.db'}")
+    command = [str(COMMS), "run", "--no-web", "--project", str(programme)]
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                                stderr=open(tmp_path / "run.log", "a"))
+
+    first = start()
+    wait_for(lambda: sum(smtp_sink.recipients().values()) >= 200, "sending to start")
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=30) == 0
+    stopped_at = sum(smtp_sink.recipients().values())
+    assert stopped_at < MANAGERS, "stopped mid-campaign"
+    status = subprocess.run([str(COMMS), "status", "--format", "json", "--project",
+                             str(programme)], env=env, capture_output=True, text=True, timeout=60)
+    import json
+
+    report = json.loads(status.stdout)
+    assert report["uncertain"] == []
+    [launch] = [row for row in report["steps"] if row["step"] == "launch"]
+    assert launch["sent"] == stopped_at and launch["claimed"] == 0
+    second = start()
+    try:
+        wait_for(lambda: len(smtp_sink.recipients()) == MANAGERS and _settled(smtp_sink),
+                 "the rest of the audience", seconds=90)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=30) == 0
+    assert max(smtp_sink.recipients().values()) == 1
