@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     sendgrid_smtp_host: str = "smtp.sendgrid.net"
     sendgrid_smtp_port: int = 587
     sendgrid_webhook_public_key: str | None = None
+    sendgrid_webhook_insecure: bool = False  # accept unsigned webhook posts (local testing only)
 
     imap_host: str | None = None
     imap_port: int = 993

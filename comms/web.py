@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .app import App
 from .errors import CommsError, StoreError
 from .suppression import AddressHasher, unsubscribe_send
+from .tracking import webhook
 from .tracking.inbound import process_message
 from .tracking.rsvp import Answer, Invitation, Rsvps
 from .tracking.tokens import InvalidToken
@@ -75,6 +76,7 @@ def create_app(app: App) -> Starlette:
         Route("/u/{token}", web.unsubscribe_page, methods=["GET"]),
         Route("/u/{token}", web.unsubscribe, methods=["POST"]),
         Route("/inbound/sendgrid", web.inbound_sendgrid, methods=["POST"]),
+        Route("/webhooks/sendgrid", web.sendgrid_events, methods=["POST"]),
         Route("/healthz", web.healthz, methods=["GET"]),
     ]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
@@ -100,6 +102,8 @@ class _Handlers:
         _ = app.store, app.tokens, app.composer
         self.rsvps = Rsvps(app)
         self.hasher = AddressHasher(app.store)
+        self.webhook = webhook.gate(app.settings.sendgrid_webhook_public_key,
+                                    insecure=app.settings.sendgrid_webhook_insecure)
 
     # --- RSVP links --------------------------------------------------------------------------
 
@@ -219,6 +223,35 @@ class _Handlers:
         log.info("inbound: %d answer(s) recorded, %d not matched", len(result.recorded),
                  len(result.unmatched))
         return JSONResponse({"recorded": len(result.recorded), "unmatched": len(result.unmatched)})
+
+    # --- SendGrid Event Webhook ----------------------------------------------------------------
+
+    async def sendgrid_events(self, request: Request) -> Response:
+        """Signed batches of events: 2xx only once committed, so SendGrid retries anything else."""
+        if self.webhook.problem:
+            return JSONResponse({"error": self.webhook.problem}, 503)
+        limit = self.app.settings.inbound_max_bytes
+        body = await _read_body(request, limit)
+        if body is None:
+            return JSONResponse({"error": f"the batch is larger than {limit} bytes"}, 413)
+        if self.webhook.key is not None:
+            try:
+                webhook.verify(self.webhook.key, body, request.headers.get(webhook.SIGNATURE_HEADER),
+                               request.headers.get(webhook.TIMESTAMP_HEADER), now=self.app.clock.now())
+            except webhook.WebhookRefused as exc:
+                log.warning("sendgrid webhook: refused (%s)", exc.reason)
+                return JSONResponse({"error": exc.reason}, 403)
+        try:
+            events = webhook.parse(body)
+        except ValueError:
+            return JSONResponse({"error": "the body is not a JSON array of events"}, 400)
+        try:
+            result = await run_in_threadpool(webhook.ingest, self.app.store, events,
+                                             now=self.app.clock.now(), hasher=self.hasher)
+        except StoreError:
+            log.warning("sendgrid webhook: store unavailable; SendGrid will retry")
+            return JSONResponse({"error": "store unavailable, try again"}, 503)
+        return JSONResponse({"received": result.received, "matched": result.matched})
 
     async def healthz(self, request: Request) -> Response:
         """Liveness, with what ``comms status`` shows of the scheduler: next due, last run."""
