@@ -534,11 +534,11 @@ def report_group(ctx: click.Context, campaign: str | None, by: str, fmt: str, ou
 def report_chase(campaign: str, step: str | None, out: Path | None,
                  project_dir: Path | None) -> None:
     """People sent CAMPAIGN (or its STEP) with no response yet, as CSV for the team to phone."""
-    from .report import CHASE_COLUMNS, chase
+    from .report import CHASE_COLUMNS, chase, csv_text
 
     app = loaded(make_app(project_dir))
     rows = chase(app, campaign, step)
-    _write_report(output.render(rows, CHASE_COLUMNS, "csv"), out, excel=True)
+    _write_report(csv_text(rows, CHASE_COLUMNS), out, excel=True)
     if out is not None:
         click.echo(f"{len(rows)} people to chase written to {out}", err=True)
 

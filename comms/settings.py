@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     service_poll_seconds: float = 30.0
 
     secret_key: SecretStr | None = None
+    report_token: SecretStr | None = None
     base_url: str = "http://localhost:8000"
     timezone: str = "Europe/London"
     concurrency: int = 8

@@ -78,6 +78,7 @@ def create_app(app: App) -> Starlette:
         Route("/inbound/sendgrid", web.inbound_sendgrid, methods=["POST"]),
         Route("/webhooks/sendgrid", web.sendgrid_events, methods=["POST"]),
         Route("/healthz", web.healthz, methods=["GET"]),
+        Route("/reports", web.reports, methods=["GET"]),
     ]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         Problem: _problem_page, HTTPException: _http_error_page}
@@ -252,6 +253,29 @@ class _Handlers:
             log.warning("sendgrid webhook: store unavailable; SendGrid will retry")
             return JSONResponse({"error": "store unavailable, try again"}, 503)
         return JSONResponse({"received": result.received, "matched": result.matched})
+
+    async def reports(self, request: Request) -> Response:
+        """The HTML report (``?campaign=``, ``?by=``), for whoever holds COMMS_REPORT_TOKEN."""
+        import hmac
+
+        from .report import GROUPINGS, report
+
+        secret = self.app.settings.report_token
+        if secret is None:
+            raise HTTPException(404)
+        header = request.headers.get("authorization", "")
+        given = header[7:] if header[:7].lower() == "bearer " else request.query_params.get("token")
+        if not given:
+            return Response("a report token is needed", 401, {"WWW-Authenticate": "Bearer"})
+        if not hmac.compare_digest(given.encode(), secret.get_secret_value().encode()):
+            return Response("this report token is not valid", 403)
+        by = request.query_params.get("by", "borough")
+        campaign = request.query_params.get("campaign") or None
+        if by not in GROUPINGS or (campaign and campaign not in self.app.project.campaigns):
+            raise HTTPException(404)
+        html = await run_in_threadpool(
+            lambda: report(self.app, campaign=campaign, by=by).render("html"))
+        return HTMLResponse(html, headers=_HEADERS)
 
     async def healthz(self, request: Request) -> Response:
         """Liveness, with what ``comms status`` shows of the scheduler: next due, last run."""
