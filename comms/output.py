@@ -22,10 +22,10 @@ def render(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], fmt: str,
                           ensure_ascii=False)
     if fmt == "csv":
         buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
+        writer = csv.writer(buffer, lineterminator="\r\n")  # so a cell holding a CR is quoted
         writer.writerow(columns)
         writer.writerows([[safe_cell(r.get(c)) for c in columns] for r in rows])
-        return buffer.getvalue().rstrip("\n")
+        return buffer.getvalue().removesuffix("\r\n")
     table = Table(title=title, show_edge=False, header_style="bold")
     for column in columns:
         table.add_column(column.replace("_", " "))
