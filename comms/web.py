@@ -148,15 +148,11 @@ class _Handlers:
         if invitation.event.status == "cancelled":
             raise Problem(410, "This event has been cancelled",
                           "It no longer takes answers. Your invitation email tells you who to contact.")
-        try:
+        try:  # (a failing waitlist or promotion email does not reach here: Rsvps.answer logs it)
             return invitation, self.rsvps.answer(invitation, answer, "link").status
         except CommsError as exc:
-            # The answer is committed before the waitlist/promotion emails go: show what is stored.
-            log.warning("rsvp %s/%s: %s while recording or notifying", invitation.campaign.id,
+            log.warning("rsvp %s/%s: %s while recording", invitation.campaign.id,
                         invitation.event.id, type(exc).__name__)
-            invitation, _ = self._invitation(token)
-            if invitation.status == answer or (answer, invitation.status) == ("accepted", "waitlisted"):
-                return invitation, invitation.status
             raise Problem(503, "Your answer was not saved",
                           "Something went wrong on our side. Please try the button again in a few "
                           "minutes.") from None

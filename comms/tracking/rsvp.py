@@ -13,6 +13,7 @@ from sqlalchemy import Connection, func, insert, select, update
 from .. import events
 from .._types import email_key
 from ..campaign import Campaign, Event
+from ..errors import CommsError
 from ..invite import Reply
 from ..store import tables
 from .tokens import InvalidToken
@@ -180,11 +181,17 @@ class Rsvps:
                                     source=source, now=now, send_id=invitation.send_id)
         log.info("rsvp %s/%s: %s via %s", invitation.campaign.id, invitation.event.id,
                  outcome.status, source)
+        notices = []
         if outcome.changed and outcome.status == "waitlisted":
-            self.app.notify(invitation.campaign, invitation.event, "waitlisted",
-                            [invitation.stakeholder_id])
+            notices.append(("waitlisted", [invitation.stakeholder_id]))
         if outcome.promoted:
-            self.app.notify(invitation.campaign, invitation.event, "promoted", outcome.promoted)
+            notices.append(("promoted", outcome.promoted))
+        for kind, people in notices:
+            try:
+                self.app.notify(invitation.campaign, invitation.event, kind, people)
+            except CommsError as exc:  # the answer is recorded; the notice goes on a later run
+                log.error("rsvp %s/%s: %s notice not sent: %s", invitation.campaign.id,
+                          invitation.event.id, kind, type(exc).__name__)
         return outcome
 
     def seats_left(self, invitation: Invitation) -> int | None:
