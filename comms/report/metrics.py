@@ -75,6 +75,7 @@ _KIND_BITS = {str(kind): (BITS["opened"] if kind == Kind.OPENED else 0)
               | (BITS["replied"] if kind == Kind.REPLIED else 0)
               | (BITS["unsubscribed"] if kind in UNSUBSCRIBING else 0)
               | (HUMAN_BIT if kind in HUMAN else 0) for kind in Kind}
+_KIND_BITS = {kind: bit for kind, bit in _KIND_BITS.items() if bit}  # delivery events: no bits
 
 
 @contextmanager
@@ -99,9 +100,9 @@ def _fill(conn: Connection, campaigns: Sequence[Campaign]) -> None:
     bits = case(_KIND_BITS, value=r.c.kind, else_=0)
     counted = ~and_(r.c.kind == Kind.OPENED, r.c.machine.is_(True))  # privacy pre-fetches
     each = select(r.c.send_id, bits.label("k"), r.c.occurred_at).where(
-        r.c.send_id.is_not(None), counted).subquery("each")
-    # "+ 0": sort the scan rather than walk the send_id index and fetch each row at random
-    send_id = (each.c.send_id + 0).label("send_id")
+        r.c.kind.in_(list(_KIND_BITS)), r.c.send_id.is_not(None), counted).subquery("each")
+    # ix_responses_send covers (send_id, kind, machine, occurred_at): read in send order, no sort
+    send_id = each.c.send_id.label("send_id")
     conn.execute(insert(answers).from_select(
         ["send_id", *FLAGS[3:], "first_response"],
         select(send_id, *(func.max(each.c.k.op("&")(bit)) // bit for bit in BITS.values()),

@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from ..errors import StoreError
 from . import tables
 
-HEAD = "0004"  # the newest migration; tests check it against migrations/versions
+HEAD = "0005"  # the newest migration; tests check it against migrations/versions
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -123,6 +123,9 @@ def _engine(url: str) -> Engine:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA secure_delete=ON")  # deleted content is overwritten (erasure)
+        cur.execute("PRAGMA temp_store=MEMORY")  # report scratch tables and big sorts
+        cur.execute("PRAGMA cache_size=-65536")  # 64 MB of pages per connection
+        cur.execute("PRAGMA mmap_size=268435456")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
 

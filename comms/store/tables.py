@@ -148,7 +148,9 @@ responses = Table(
     Column("received_at", UtcDateTime(), nullable=False),
     Column("raw", Text),
 )
-Index("ix_responses_send", responses.c.send_id)
+# Covering: reports read responses in send order without touching the table (migration 0005).
+Index("ix_responses_send", responses.c.send_id, responses.c.kind, responses.c.machine,
+      responses.c.occurred_at)
 Index("ix_responses_stakeholder", responses.c.stakeholder_id)
 Index("ix_responses_kind", responses.c.campaign, responses.c.kind)
 
