@@ -135,6 +135,8 @@ def preview(campaign: str, step: str, email: str, project_dir: Path | None) -> N
     click.echo(f"To: {shown.message.to.name} <{shown.message.to.email}>")
     click.echo(f"Subject: {shown.message.subject}")
     click.echo(f"HTML: {shown.html_path}")
+    if shown.ics_path:
+        click.echo(f"Calendar: {shown.ics_path}")
     click.echo("")
     click.echo(shown.message.text)
 

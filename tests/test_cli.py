@@ -216,3 +216,14 @@ def test_suppress_add_list_remove(project_dir: Path) -> None:
     assert again.exit_code == 2 and "is not on the suppression list" in again.output
     bad = run("suppress", "add", "not-an-address", *project)
     assert bad.exit_code == 2 and "invalid email address 'not-an-address'" in bad.output
+
+
+def test_preview_of_an_invitation_writes_its_calendar(project_dir: Path) -> None:
+    result = run("preview", "workshops", "invite", "--to", "tariq.nowak@bexley-ct.nhs.example",
+                 "--project", str(project_dir))
+    assert result.exit_code == 0, result.output
+    path = Path(next(line for line in result.output.splitlines()
+                     if line.startswith("Calendar: "))[10:])
+    ics = path.read_text(encoding="utf-8")
+    assert "METHOD:REQUEST" in ics and "UID:workshops.ws1@sel-learning.example" in ics
+    assert "mailto:tariq.nowak@bexley-ct.nhs.example" in ics.replace("\r\n ", "")
