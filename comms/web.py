@@ -30,7 +30,7 @@ from .errors import CommsError, StoreError
 from .suppression import AddressHasher, unsubscribe_send
 from .tracking import webhook
 from .tracking.inbound import process_message
-from .tracking.rsvp import Answer, Invitation, Rsvps
+from .tracking.rsvp import Answer, EventCancelled, Invitation, Rsvps
 from .tracking.tokens import InvalidToken
 
 log = logging.getLogger(__name__)
@@ -145,11 +145,12 @@ class _Handlers:
 
     def _answer(self, token: str) -> tuple[Invitation, str]:
         invitation, answer = self._invitation(token)
-        if invitation.event.status == "cancelled":
-            raise Problem(410, "This event has been cancelled",
-                          "It no longer takes answers. Your invitation email tells you who to contact.")
         try:  # (a failing waitlist or promotion email does not reach here: Rsvps.answer logs it)
             return invitation, self.rsvps.answer(invitation, answer, "link").status
+        except EventCancelled:
+            raise Problem(410, "This event has been cancelled",
+                          "It no longer takes answers. Your invitation email tells you who to "
+                          "contact.") from None
         except CommsError as exc:
             log.warning("rsvp %s/%s: %s while recording", invitation.campaign.id,
                         invitation.event.id, type(exc).__name__)

@@ -17,7 +17,7 @@ from ..invite import replies_in_message
 from ..render import html_to_text
 from ..store import tables
 from .responses import Kind
-from .rsvp import Rsvps, UnknownInvitation
+from .rsvp import EventCancelled, Rsvps, UnknownInvitation
 
 if TYPE_CHECKING:
     from ..app import App
@@ -57,7 +57,11 @@ def process_message(app: App, raw: bytes, result: InboundResult | None = None) -
             result.unmatched.append(str(exc))
             log.info("inbound: %s", exc)
             continue
-        outcome = rsvps.answer(invitation, reply.partstat, "calendar")
+        try:
+            outcome = rsvps.answer(invitation, reply.partstat, "calendar")
+        except EventCancelled as exc:
+            result.unmatched.append(f"an answer to a cancelled event ({exc})")
+            continue
         result.recorded.append(f"{invitation.campaign.id}/{invitation.event.id}: {outcome.status}")
     return result
 

@@ -125,6 +125,10 @@ class UnknownInvitation(Exception):
     """A reply or link that matches no event or no invited person."""
 
 
+class EventCancelled(Exception):
+    """An answer to an event that has been cancelled: nothing is recorded."""
+
+
 class Rsvps:
     """Answers by link and by calendar reply, with waitlist and promotion emails."""
 
@@ -170,11 +174,14 @@ class Rsvps:
                           None, None, self._status(campaign.id, event.id, person.id))
 
     def answer(self, invitation: Invitation, answer: Answer, source: Source) -> Outcome:
-        """Record the answer; tell the waitlisted and the promoted by email."""
+        """Record the answer; tell the waitlisted and the promoted by email. A cancelled event
+        (in its file, or by a cancel step that went) takes no answers: EventCancelled."""
         now = self.app.clock.now()
         with self.app.store.write() as conn:
-            events.sync_event(conn, invitation.campaign, invitation.event,
-                              timezone=self.app.settings.timezone, now=now)
+            state = events.sync_event(conn, invitation.campaign, invitation.event,
+                                      timezone=self.app.settings.timezone, now=now)
+            if state.status == "cancelled":
+                raise EventCancelled(f"{invitation.campaign.id}/{invitation.event.id} is cancelled")
             outcome = record_answer(conn, campaign=invitation.campaign.id,
                                     event=invitation.event.id,
                                     stakeholder_id=invitation.stakeholder_id, answer=answer,

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from comms._types import email_key
@@ -15,7 +16,7 @@ from comms.app import App
 from comms.events import roster, seats_left
 from comms.invite import Reply
 from comms.store import tables
-from comms.tracking.rsvp import Outcome, Rsvps, record_answer
+from comms.tracking.rsvp import EventCancelled, Outcome, Rsvps, record_answer
 from tests.conftest import FakeClock
 from tests.test_dispatch import make_app, outbox
 
@@ -249,9 +250,12 @@ def test_an_answer_after_a_cancel_step_keeps_the_event_cancelled(
     assert cancel is not None
     assert app.dispatcher().send(campaign, cancel).sent == 80
     rsvps = Rsvps(app)
-    rsvps.answer(rsvps.by_reply(reply(managers(app)[0], "declined")), "declined", "calendar")
+    with pytest.raises(EventCancelled):  # a cancelled event takes no answers
+        rsvps.answer(rsvps.by_reply(reply(managers(app)[0], "declined")), "declined", "calendar")
     e = tables.events
     with app.store.read() as conn:
         row = conn.execute(select(e.c.status, e.c.sequence)).one()
+        answers = conn.execute(select(tables.rsvps.c.id)).all()
     assert (row.status, row.sequence) == ("cancelled", 1)
+    assert answers == []
     app.close()
