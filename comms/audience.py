@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, func, not_, or_, true
+from sqlalchemy import ColumnElement, and_, func, not_, true
 
 from . import _yaml
 from ._types import HEADER_UNSAFE, email_key, normalise_email
@@ -231,6 +231,3 @@ def _any_of(roles: Sequence[str], boroughs: Sequence[str],
             out.append(func.lower(column).in_([v.lower() for v in values]))
     return out
 
-
-def nobody() -> ColumnElement[bool]:
-    return or_(false())

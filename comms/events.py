@@ -18,8 +18,6 @@ from .store import tables
 from .store.sends import any_sent
 from .store.upsert import insert_ignore
 
-ROSTER_STATES = ("accepted", "tentative", "declined", "waitlisted", "no response")
-
 
 @dataclass(frozen=True, slots=True)
 class EventState:

@@ -13,8 +13,7 @@ from sqlalchemy import Connection, delete, insert, select
 from ._types import email_key
 from .store import Store, tables
 from .store.upsert import insert_ignore
-
-REASONS = ("unsubscribed", "bounced", "spam", "manual", "forgotten")
+from .tracking.responses import Kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +74,9 @@ def unsubscribe_send(store: Store, hasher: AddressHasher, send_uid: str, *, now:
         suppress(conn, hasher, [row.email], reason="unsubscribed", source=source, now=now)
         already = conn.execute(select(tables.responses.c.id).where(
             tables.responses.c.send_id == row.id,
-            tables.responses.c.kind == "unsubscribed")).first()
+            tables.responses.c.kind == Kind.UNSUBSCRIBED)).first()
         if already is None:
             conn.execute(insert(tables.responses).values(
                 send_id=row.id, stakeholder_id=row.person, campaign=row.campaign, step=row.step,
-                kind="unsubscribed", detail=source, occurred_at=now, received_at=now))
+                kind=Kind.UNSUBSCRIBED, detail=source, occurred_at=now, received_at=now))
     return True

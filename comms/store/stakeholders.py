@@ -23,7 +23,6 @@ _BATCH = 1000
 class SyncResult:
     upserted: int = 0
     deactivated: int = 0
-    unchanged_sources: int = 0
     forgotten: list[Stakeholder] = field(default_factory=list)  # erased people, not re-imported
 
 
@@ -47,7 +46,6 @@ def sync(store: Store, people: Sequence[Stakeholder], *, now: datetime,
         with store.read() as conn:
             seen = conn.execute(select(m.c.value).where(m.c.key == fingerprint_key)).scalar()
         if seen == fingerprint_value:
-            result.unchanged_sources = 1
             return result
     hasher = AddressHasher(store)
     s = tables.stakeholders

@@ -56,7 +56,6 @@ DELIVERY_RANK: dict[str, int] = {
     Kind.BOUNCED: 5,
     Kind.SPAM_REPORTED: 6,
 }
-FINAL = frozenset({Kind.DROPPED, Kind.BOUNCED, Kind.SPAM_REPORTED})
 
 #: Responses that show a person acted. Opens are not among them: image blocking and privacy
 #: pre-fetch make them unreliable.

@@ -16,6 +16,7 @@ from ..campaign import Campaign, Event
 from ..errors import CommsError
 from ..invite import Reply
 from ..store import tables
+from .responses import Kind
 from .tokens import InvalidToken
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ def record_answer(conn: Connection, *, campaign: str, event: str, stakeholder_id
     else:
         conn.execute(update(r).where(r.c.campaign == campaign, r.c.event == event,
                                      r.c.stakeholder_id == stakeholder_id).values(**values))
-    _response(conn, campaign, event, stakeholder_id, f"rsvp_{status}", source, now, send_id)
+    _response(conn, campaign, event, stakeholder_id, Kind(f"rsvp_{status}"), source, now, send_id)
     promoted = []
     if previous == "accepted" and status != "accepted" and capacity is not None:
         promoted = _promote(conn, campaign, event, capacity, now)
@@ -93,11 +94,11 @@ def _promote(conn: Connection, campaign: str, event: str, capacity: int,
         conn.execute(update(r).where(r.c.campaign == campaign, r.c.event == event,
                                      r.c.stakeholder_id == person)
                      .values(status="accepted", answered_at=now, queued_at=None))
-        _response(conn, campaign, event, person, "rsvp_promoted", "waitlist", now, None)
+        _response(conn, campaign, event, person, Kind.RSVP_PROMOTED, "waitlist", now, None)
     return list(waiting)
 
 
-def _response(conn: Connection, campaign: str, event: str, stakeholder_id: int, kind: str,
+def _response(conn: Connection, campaign: str, event: str, stakeholder_id: int, kind: Kind,
               source: str, now: datetime, send_id: int | None) -> None:
     conn.execute(insert(tables.responses).values(
         send_id=send_id, stakeholder_id=stakeholder_id, campaign=campaign, event=event, kind=kind,
