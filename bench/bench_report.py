@@ -137,7 +137,7 @@ def picture(target: Path) -> None:
     from sqlalchemy import insert, select
 
     from comms.store import tables
-    from comms.tracking.rsvp import record_answer
+    from comms.store.rsvps import record_answer
 
     root_of_repo = Path(__file__).resolve().parent.parent
     with tempfile.TemporaryDirectory() as folder:

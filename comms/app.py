@@ -12,9 +12,10 @@ from .dispatch import Dispatcher, Policy, Progress
 from .message import Composer
 from .project import Project, load_project
 from .settings import Settings, load_settings
-from .store import Store
+from .store import Store, campaigns
 from .store.stakeholders import SyncResult, fingerprint, sync
-from .tracking.tokens import Tokens
+from .tokens import Tokens
+from .tracking.rsvp import Rsvps
 from .transports.base import Transport
 
 
@@ -78,8 +79,24 @@ class App:
 
     def notify(self, campaign: Campaign, event: Event, kind: str,
                stakeholder_ids: list[int]) -> None:
-        """Tell people their RSVP put them on the waitlist, or that a seat is theirs now."""
-        self.dispatcher().notify(campaign, event, kind, stakeholder_ids)
+        """Tell people their RSVP put them on the waitlist, or that a seat is theirs now (held
+        back while the campaign is paused)."""
+        with self.store.read() as conn:
+            paused = campaigns.paused_at(conn, campaign.id) is not None
+        self.dispatcher().notify(campaign, event, kind, stakeholder_ids, paused=paused)
+
+    @cached_property
+    def rsvps(self) -> Rsvps:
+        """Answers by link and by calendar reply, telling people what they did by email."""
+        return Rsvps(store=self.store, clock=self.clock, tokens=self.tokens,
+                     campaigns=lambda: self.project.campaigns, timezone=self.settings.timezone,
+                     notifier=self.notify)
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         if self._transport is not None:

@@ -1,4 +1,4 @@
-"""The stakeholder directory (CSV/YAML import with per-row checks) and audience filters."""
+"""The stakeholder directory: CSV/YAML import with per-row checks, and the row it is stored as."""
 
 from __future__ import annotations
 
@@ -6,18 +6,14 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, not_, true
-
 from . import _yaml
 from ._types import HEADER_UNSAFE, email_key, normalise_email
-from .campaign import Audience, OnlyIf
 from .errors import ConfigError
-from .store import tables
 
 REQUIRED = ("email", "first_name", "last_name", "role")
 KNOWN = REQUIRED + ("organisation", "borough", "job_title", "tags")
@@ -200,34 +196,3 @@ def from_row(row: Mapping[str, Any]) -> Stakeholder:
         job_title=row["job_title"], tags=tuple(t for t in row["tags"].split(";") if t),
         attributes=json.loads(row["attributes"]), source=row["source"],
     )
-
-
-def matches(audience: Audience, narrower: OnlyIf | None = None) -> ColumnElement[bool]:
-    """SQL condition over ``stakeholders`` for an audience (and a step's narrower roles/tags)."""
-    s = tables.stakeholders
-    conds: list[ColumnElement[bool]] = [s.c.active == true()]
-    conds += _any_of(audience.roles, audience.boroughs, audience.organisations)
-    conds += [s.c.tags.like(f"%;{t.lower()};%") for t in audience.tags]
-    ex = audience.exclude
-    excluded = _any_of(ex.roles, ex.boroughs, ex.organisations)
-    excluded += [s.c.tags.like(f"%;{t.lower()};%") for t in ex.tags]
-    if ex.emails:
-        excluded.append(s.c.email.in_([email_key(e) for e in ex.emails]))
-    conds += [not_(c) for c in excluded]
-    if narrower is not None:
-        conds += _any_of(narrower.roles, (), ())
-        conds += [s.c.tags.like(f"%;{t.lower()};%") for t in narrower.tags]
-    return and_(*conds)
-
-
-def _any_of(roles: Sequence[str], boroughs: Sequence[str],
-            organisations: Sequence[str]) -> list[ColumnElement[bool]]:
-    s = tables.stakeholders
-    out: list[ColumnElement[bool]] = []
-    if roles:
-        out.append(s.c.role.in_([r.lower() for r in roles]))
-    for column, values in ((s.c.borough, boroughs), (s.c.organisation, organisations)):
-        if values:
-            out.append(func.lower(column).in_([v.lower() for v in values]))
-    return out
-

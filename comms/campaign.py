@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
 from . import _yaml, cron
 from ._types import Email, HeaderText, Slug
+from .conditions import Condition, given
 from .errors import ConfigError
+from .responses import HUMAN, Kind
 
 RsvpState = Literal["none", "accepted", "declined", "tentative", "waitlisted"]
 TIMING_RULES = ("send_at", "after", "before", "cron", "now")
@@ -98,18 +100,24 @@ class Before(_Strict):
 
 
 class OnlyIf(_Strict):
-    """Conditions checked for each recipient at the moment of sending."""
+    """Conditions checked for each recipient at the moment of sending (each key's test is
+    declared in its annotation: comms/conditions.py)."""
 
-    rsvp: RsvpState | None = None
-    event: str | None = None
-    not_opened: str | None = None
-    not_clicked: str | None = None
-    responded: str | None = None
-    not_responded: str | None = None
-    attended: str | None = None
-    not_attended: str | None = None
-    roles: list[str] = []
-    tags: list[str] = []
+    rsvp: Annotated[RsvpState | None, Condition("rsvp")] = None
+    event: Annotated[str | None, Condition("rsvp_event", refers_to="event", send_time=False)] = None
+    not_opened: Annotated[str | None, Condition(
+        "response", refers_to="step", wanted=False, kinds=(Kind.OPENED,))] = None
+    not_clicked: Annotated[str | None, Condition(
+        "response", refers_to="step", wanted=False, kinds=(Kind.CLICKED,))] = None
+    responded: Annotated[str | None, Condition(
+        "response", refers_to="step", kinds=tuple(sorted(HUMAN)))] = None
+    not_responded: Annotated[str | None, Condition(
+        "response", refers_to="step", wanted=False, kinds=tuple(sorted(HUMAN)))] = None
+    attended: Annotated[str | None, Condition("attendance", refers_to="event")] = None
+    not_attended: Annotated[str | None, Condition(
+        "attendance", refers_to="event", wanted=False)] = None
+    roles: Annotated[list[str], Condition("roles", send_time=False)] = []
+    tags: Annotated[list[str], Condition("tags", send_time=False)] = []
 
     @model_validator(mode="after")
     def _rsvp_needs_event(self) -> OnlyIf:
@@ -156,9 +164,8 @@ class Step(_Strict):
             return self.event
         if self.before:
             return self.before.event
-        if self.only_if:
-            return (self.only_if.event or self.only_if.attended or self.only_if.not_attended)
-        return None
+        return next((value for _, condition, value in given(self.only_if)
+                     if condition.refers_to == "event"), None)
 
 
 class Goal(_Strict):
@@ -250,12 +257,11 @@ def check_references(campaign: Campaign, located: _yaml.Located, *, schedules: C
                 problem(here + ("cron",), str(exc))
         if step.before:
             event_ref(here + ("before", "event"), step.before.event)
-        if step.only_if:
-            cond = step.only_if
-            for key in ("event", "attended", "not_attended"):
-                event_ref(here + ("only_if", key), getattr(cond, key))
-            for key in ("not_opened", "not_clicked", "responded", "not_responded"):
-                step_ref(here + ("only_if", key), getattr(cond, key), step.id)
+        for key, condition, value in given(step.only_if):
+            if condition.refers_to == "event":
+                event_ref(here + ("only_if", key), value)
+            elif condition.refers_to == "step":
+                step_ref(here + ("only_if", key), value, step.id)
     if campaign.goal is not None:
         event_ref(("goal", "event"), campaign.goal.event)
     problems += _after_cycles(campaign, located)

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -107,16 +108,21 @@ def schema(kind: str, project_dir: Path | None) -> None:
 @project_option
 @handle_errors
 def plan(campaign: str | None, fmt: str, project_dir: Path | None) -> None:
-    """The timeline: each step occurrence, when it is due and to how many people."""
-    from .plan import timeline
+    """The timeline: each step occurrence in time order, when it is due, its state and to how
+    many people."""
+    from .plan import zone_of
+    from .status import timeline
 
     app = loaded(make_app(project_dir))
     app.sync_directory()
-    with app.store.read() as conn:
-        rows = [o.as_json() for o in timeline(app.project, conn, timezone=app.settings.timezone,
-                                               now=app.clock.now(), campaign_id=campaign)]
-    columns = ["campaign", "step", "occurrence", "due", "rule", "recipients"]
-    click.echo(output.render(rows, columns, fmt))
+    rows = timeline(app, campaign_id=campaign)
+    if fmt == "json":
+        click.echo(json.dumps([o.as_json() for o in rows], indent=2))
+        return
+    zones = {c.id: zone_of(app.project, c, app.settings.timezone)
+             for c in app.project.campaigns.values()}
+    columns = ["due", "campaign", "step", "occurrence", "state", "recipients", "rule", "note"]
+    click.echo(output.render([o.as_row(zones[o.campaign]) for o in rows], columns, "table"))
 
 
 @cli.command()
@@ -144,7 +150,8 @@ def preview(campaign: str, step: str, email: str, project_dir: Path | None) -> N
 @cli.command()
 @click.argument("campaign")
 @click.option("--step", "steps", multiple=True, help="Send this step now, whatever its timing "
-              "(repeatable). Without it: every step that is due.")
+              "and the schedule's window (repeatable). Without it: what `comms run` would send "
+              "now.")
 @click.option("--dry-run", is_flag=True, help="Render and count; send nothing, write nothing.")
 @click.option("--resend-uncertain", is_flag=True, help="Also send again what a stopped process "
               "left uncertain (those recipients may get the message twice).")
@@ -152,39 +159,50 @@ def preview(campaign: str, step: str, email: str, project_dir: Path | None) -> N
 @handle_errors
 def send(campaign: str, steps: tuple[str, ...], dry_run: bool, resend_uncertain: bool,
          project_dir: Path | None) -> None:
-    """Send now, to the audience, the due (or given) steps. A second run sends nothing new."""
+    """Send what is due now (or the given steps), to the audience. A second run sends nothing
+    new."""
     from .plan import steps_due
     from .progress import progress_bar
+    from .service import Service
 
     app = loaded(make_app(project_dir))
     chosen = app.project.campaign(campaign)
-    if steps:
-        unknown = [s for s in steps if chosen.step(s) is None]
-        if unknown:
-            known = ", ".join(s.id for s in chosen.steps)
-            raise NotFound(f"unknown step '{unknown[0]}' in {campaign} (steps are: {known})")
-        todo = [step for s in steps if (step := chosen.step(s)) is not None]
-    else:
-        todo, waiting = steps_due(app.project, chosen, timezone=app.settings.timezone,
-                                  now=app.clock.now())
-        for step, why in waiting:
-            click.echo(f"{campaign}/{step.id}: {why}", err=True)
+    unknown = [s for s in steps if chosen.step(s) is None]
+    if unknown:
+        known = ", ".join(s.id for s in chosen.steps)
+        raise NotFound(f"unknown step '{unknown[0]}' in {campaign} (steps are: {known})")
     app.sync_directory()
-    schedule = app.project.schedules.get(chosen.schedule or "")
-    failed = 0
+    service = Service(app)
     try:
         with progress_bar() as bar:
-            dispatcher = app.dispatcher(
-                max_per_minute=schedule.max_per_minute if schedule else None, progress=bar)
-            for summary in dispatcher.send_campaign(chosen, todo, respect_delay=not steps,
-                                                    dry_run=dry_run,
-                                                    resend_uncertain=resend_uncertain):
-                click.echo(summary.line())
-                for failure in summary.failures:
-                    click.echo(f"  failed: {failure}", err=True)
-                failed += summary.failed
+            if steps:
+                click.echo(f"{campaign}: sending {', '.join(steps)} now (--step overrides the "
+                           "timing and the schedule's window)", err=True)
+                todo = [step for s in steps if (step := chosen.step(s)) is not None]
+                report = service.send_now(chosen, todo, dry_run=dry_run,
+                                          resend_uncertain=resend_uncertain, progress=bar)
+            else:
+                report = service.cycle(chosen, dry_run=dry_run, resend_uncertain=resend_uncertain,
+                                       progress=bar)
     finally:
         app.close()
+    if report.paused:
+        click.echo(f"{campaign}: paused — `comms resume {campaign}` to continue")
+        return
+    for summary in report.summaries:
+        click.echo(summary.line())
+        for failure in summary.failures:
+            click.echo(f"  failed: {failure}", err=True)
+    for line in report.waiting:
+        click.echo(line, err=True)
+    for line in report.missed:
+        click.echo(f"{line}{' (would be recorded as missed)' if dry_run else ''}", err=True)
+    if not steps:
+        _, later = steps_due(app.project, chosen, timezone=app.settings.timezone,
+                             now=app.clock.now())
+        for step, why in later:
+            click.echo(f"{campaign}/{step.id}: {why}", err=True)
+    failed = sum(s.failed for s in report.summaries)
     if failed:
         raise Failure(f"{failed} send(s) failed; see `comms status`", 1)
 
@@ -204,21 +222,25 @@ def status(campaign: str | None, fmt: str, project_dir: Path | None) -> None:
     if fmt == "json":
         click.echo(json.dumps(result.as_json(), indent=2))
         return
-    click.echo(output.render(result.steps, ["campaign", "step", "due", *STATES], "table"))
+    zone = ZoneInfo(app.settings.timezone)
+    click.echo(output.render(result.steps, ["campaign", "step", "state", "due", *STATES], "table",
+                             zone=zone))
+    for paused, since in result.paused.items():
+        click.echo(f"\n{paused}: paused since {since} — `comms resume {paused}` to continue")
     click.echo(f"\nlast scheduler run: {result.last_run or 'never'}")
     if result.upcoming:
         click.echo("next due:")
-        click.echo(output.render(result.upcoming, ["campaign", "step", "occurrence", "due"],
-                                 "table"))
+        click.echo(output.render(result.upcoming, ["campaign", "step", "occurrence", "due",
+                                                   "state"], "table", zone=zone))
     if result.missed:
         click.echo(f"\n{len(result.missed)} missed:")
         click.echo(output.render(result.missed, ["campaign", "step", "occurrence", "due_at",
-                                                 "reason"], "table"))
+                                                 "reason"], "table", zone=zone))
     if result.uncertain:
         click.echo(f"\n{len(result.uncertain)} uncertain (claimed by a process that stopped; "
                    "maybe sent, maybe not):")
         click.echo(output.render(result.uncertain, ["campaign", "step", "email", "claimed_at"],
-                                 "table"))
+                                 "table", zone=zone))
 
 
 @cli.group()
@@ -420,7 +442,7 @@ def resume(campaign: str, project_dir: Path | None) -> None:
 
 
 def _set_paused(project_dir: Path | None, campaign: str, paused: bool) -> bool:
-    from .service import set_paused
+    from .store.campaigns import set_paused
 
     app = loaded(make_app(project_dir))
     app.project.campaign(campaign)  # unknown campaigns: exit 2
@@ -442,7 +464,7 @@ def inbox_import(path: Path, project_dir: Path | None) -> None:
     from .tracking.mailbox import import_path
 
     app = loaded(make_app(project_dir))
-    result = import_path(app, path)
+    result = import_path(app.rsvps, path)
     click.echo(f"{result.messages} message(s): {len(result.recorded)} answer(s) recorded, "
                f"{len(result.unmatched)} not matched")
     for line in result.unmatched:
@@ -457,7 +479,7 @@ def inbox_poll(project_dir: Path | None) -> None:
     from .tracking.mailbox import poll_imap
 
     app = loaded(make_app(project_dir))
-    result = poll_imap(app)
+    result = poll_imap(app.rsvps, app.settings)
     click.echo(f"{result.messages} message(s): {len(result.recorded)} answer(s) recorded, "
                f"{len(result.unmatched)} not matched")
 
@@ -478,8 +500,7 @@ def events_roster(event: str, fmt: str, project_dir: Path | None) -> None:
 
     app = loaded(make_app(project_dir))
     campaign, found = find_event(app.project.campaigns, event)
-    with app.store.read() as conn:
-        rows = roster(conn, campaign, found)
+    rows = roster(app.store, campaign, found)
     columns = ["email", "name", "organisation", "borough", "status", "source", "answered_at",
                "attended"]
     click.echo(output.render(rows, columns, fmt))
@@ -497,8 +518,7 @@ def events_attendance(event: str, sheet: Path, project_dir: Path | None) -> None
     app = loaded(make_app(project_dir))
     campaign, found = find_event(app.project.campaigns, event)
     app.sync_directory()
-    with app.store.write() as conn:
-        result = import_attendance(conn, campaign, found, sheet, now=app.clock.now())
+    result = import_attendance(app.store, campaign, found, sheet, now=app.clock.now())
     click.echo(f"{result.recorded} attended {campaign.id}/{found.id}")
     for email in result.unknown:
         click.echo(f"{sheet}: warning: {email} is not in the directory", err=True)

@@ -1,48 +1,55 @@
-"""``only_if`` as SQL over stakeholders, evaluated when a step is sent (not when it is planned)."""
+"""The ``only_if`` conditions, declared once.
+
+Each key of ``OnlyIf`` (comms/campaign.py) carries a :class:`Condition` in its annotation: what
+the key refers to (checked by ``validate``), whether it is evaluated at the moment of sending
+(``comms plan`` then says "conditional"), and the test the store compiles to SQL
+(comms/store/targets.py, one compiler per ``test``). Adding a condition is one line there.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, and_, not_, select, true
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from .campaign import OnlyIf
-from .store import tables
-from .tracking.responses import HUMAN, Kind
+from pydantic import BaseModel
+
+from .responses import Kind
+
+Test = Literal["rsvp", "rsvp_event", "attendance", "response", "roles", "tags"]
 
 
-def condition(campaign: str, only_if: OnlyIf | None) -> ColumnElement[bool]:
-    """True for the stakeholders who meet every condition of ``only_if`` (roles/tags excluded:
-    they narrow the audience itself)."""
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """How one ``only_if`` key is checked, referenced and compiled."""
+
+    test: Test
+    refers_to: Literal["step", "event"] | None = None
+    send_time: bool = True  # False: it narrows the audience, known before sending
+    wanted: bool = True  # False: the person must *not* have it
+    kinds: tuple[Kind, ...] = ()  # for ``response`` tests: the response kinds that count
+
+
+def declared(model: type[BaseModel]) -> dict[str, Condition]:
+    """The condition of each key of an ``only_if`` model."""
+    out = {}
+    for name, info in model.model_fields.items():
+        found = [m for m in info.metadata if isinstance(m, Condition)]
+        if found:
+            out[name] = found[0]
+    return out
+
+
+def given(only_if: BaseModel | None) -> Iterator[tuple[str, Condition, Any]]:
+    """The keys set in ``only_if`` with their condition and value."""
     if only_if is None:
-        return true()
-    st, r, a = tables.stakeholders, tables.rsvps, tables.attendance
-    parts: list[ColumnElement[bool]] = []
-    if only_if.rsvp is not None and only_if.event is not None:
-        answered = select(r.c.id).where(r.c.stakeholder_id == st.c.id, r.c.campaign == campaign,
-                                        r.c.event == only_if.event)
-        if only_if.rsvp == "none":
-            parts.append(~answered.exists())
-        else:
-            parts.append(answered.where(r.c.status == only_if.rsvp).exists())
-    for event, wanted in ((only_if.attended, True), (only_if.not_attended, False)):
-        if event is not None:
-            came = select(a.c.id).where(a.c.stakeholder_id == st.c.id, a.c.campaign == campaign,
-                                        a.c.event == event).exists()
-            parts.append(came if wanted else not_(came))
-    for step, kinds, wanted in ((only_if.not_opened, (Kind.OPENED,), False),
-                                (only_if.not_clicked, (Kind.CLICKED,), False),
-                                (only_if.responded, tuple(HUMAN), True),
-                                (only_if.not_responded, tuple(HUMAN), False)):
-        if step is not None:
-            found = _responded(campaign, step, kinds)
-            parts.append(found if wanted else not_(found))
-    return and_(true(), *parts)
+        return
+    for name, condition in declared(type(only_if)).items():
+        value = getattr(only_if, name)
+        if value not in (None, [], ()):
+            yield name, condition, value
 
 
-def _responded(campaign: str, step: str, kinds: tuple[Kind, ...]) -> ColumnElement[bool]:
-    st, resp, s = tables.stakeholders, tables.responses, tables.sends
-    of_step = select(s.c.id).where(s.c.campaign == campaign, s.c.step == step,
-                                   s.c.stakeholder_id == st.c.id)
-    return select(resp.c.id).where(
-        resp.c.stakeholder_id == st.c.id, resp.c.kind.in_(kinds), resp.c.machine.is_(False),
-        (resp.c.send_id.in_(of_step)) | and_(resp.c.campaign == campaign, resp.c.step == step),
-    ).exists()
+def is_conditional(only_if: BaseModel | None) -> bool:
+    """Whether who gets the step is only known at the moment of sending."""
+    return any(c.send_time for _, c, _ in given(only_if))

@@ -8,24 +8,23 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Protocol
 
-from sqlalchemy import ColumnElement, Connection, and_
-
-from . import events
-from .audience import from_row, matches
+from . import events, targeting
+from .audience import from_row
 from .campaign import Campaign, Event, Step
 from .clock import Clock
-from .conditions import condition
 from .errors import CommsError, PermanentError, TemplateError, TransientError
-from .message import CalendarSpec, Composer, PreparedStep
-from .store import Store, runs, tables
+from .events import EventCancelled
+from .message import Composer, PreparedStep
+from .store import Conn, Store, rsvps, runs
+from .store import campaigns as stored_campaigns
+from .store import events as stored_events
 from .store import sends as ledger
-from .store.sends import ONCE
+from .targeting import Target
 from .transports.base import Transport
 
 HEARTBEAT_SECONDS = 10.0
@@ -34,7 +33,7 @@ MAX_BACKOFF = 300.0
 
 @dataclass
 class Summary:
-    """What one dispatch of one step did."""
+    """What one dispatch of one step did (or, for a dry run, would do)."""
 
     campaign: str
     step: str
@@ -47,12 +46,17 @@ class Summary:
     would_send: int = 0
     skipped: int = 0
     missed: int = 0
+    waiting: int = 0
     resent_uncertain: int = 0
+    paused: bool = False
+    dry_run: bool = False
     failures: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         parts = [f"{self.campaign}/{self.step}:"]
-        if self.would_send:
+        if self.paused:
+            return f"{parts[0]} paused — `comms resume {self.campaign}` to continue"
+        if self.dry_run:
             parts.append(f"{self.would_send} would be sent (dry run),")
         if self.resent_uncertain:
             parts.append(f"{self.resent_uncertain} uncertain sent again,")
@@ -63,7 +67,16 @@ class Summary:
             parts.append(f"({self.skipped} skipped: condition not met)")
         if self.missed:
             parts.append(f"({self.missed} missed: due beyond the catch-up window)")
+        if self.waiting:
+            parts.append(f"({self.waiting} waiting for their delay)")
         return " ".join(parts)
+
+    def take(self, forecast: ledger.Forecast) -> None:
+        """The counts a forecast (before a run, or after it) gives."""
+        self.already_sent = forecast.already_sent
+        self.suppressed, self.skipped = forecast.suppressed, forecast.skipped
+        self.missed, self.waiting = forecast.missed, forecast.waiting
+        self.uncertain = forecast.uncertain
 
 
 class Progress(Protocol):
@@ -91,75 +104,104 @@ class Dispatcher:
         self.progress = progress
         self.stopping = threading.Event()  # set: claim nothing more, finish what is under way
 
-    def send(self, campaign: Campaign, step: Step, *, occurrence: str = ONCE,
-             respect_delay: bool = True, dry_run: bool = False,
-             resend_uncertain: bool = False, missed_before: datetime | None = None) -> Summary:
-        """Send ``step`` to everyone in the audience who has not had it for this occurrence.
+    def send(self, campaign: Campaign, step: Step, *, respect_delay: bool = True,
+             dry_run: bool = False, resend_uncertain: bool = False) -> Summary:
+        """Send one step of a campaign file now (its single occurrence): to everyone targeting
+        says it reaches, nobody while the campaign is paused."""
+        with self.store.read() as conn:
+            paused = stored_campaigns.paused_at(conn, campaign.id) is not None
+        target = targeting.for_step(campaign, step, paused=paused, respect_delay=respect_delay)
+        return self.run(campaign, step, target, dry_run=dry_run, resend_uncertain=resend_uncertain)
+
+    def run(self, campaign: Campaign, step: Step, target: Target, *, dry_run: bool = False,
+            resend_uncertain: bool = False) -> Summary:
+        """Send ``step`` to everyone ``target`` reaches who has not had it for its occurrence
+        (a dry run counts and renders the same people, writing nothing).
 
         ``resend_uncertain`` also sends again what a stopped process left uncertain.
         """
-        audience = matches(campaign.audience, step.only_if)
-        event = campaign.event(step.event_id) if step.event_id else None
-        if event is not None and step.kind in ("invite", "cancel"):
-            audience = and_(audience, events.not_organiser(event))
-            if step.kind == "cancel":
-                audience = and_(audience, events.invited_not_declined(campaign, event))
-        after = None
-        if step.after is not None:
-            after = (step.after.step, step.after.delta if respect_delay else None)
-        target = _Target(audience, after, condition(campaign.id, step.only_if), missed_before)
-        return self._run(campaign, step, ledger.Key(campaign.id, step.id, occurrence), target,
-                         dry_run=dry_run, resend_uncertain=resend_uncertain)
+        key = target.key
+        summary = Summary(campaign.id, step.id, key.occurrence, paused=target.paused,
+                          dry_run=dry_run)
+        if target.paused:
+            return summary
+        now = self.clock.now()
+        if dry_run:
+            return self._dry_run(campaign, step, target, summary, now, resend_uncertain)
+        try:
+            prepared, sequence = self._prepare(campaign, step, now)
+        except EventCancelled as exc:
+            summary.failures.append(str(exc))
+            return summary
+        with self.store.write() as conn:
+            ledger.mark_uncertain(conn, runs.dead_runs(conn, now))
+            before = ledger.key_counts(conn, key)
+            ledger.reopen_retryable(conn, key)
+            if resend_uncertain:
+                summary.resent_uncertain = ledger.reopen_uncertain(conn, key)
+            ledger.materialise(conn, target, now)
+            ledger.mark_suppressed(conn, key)
+            run_id = runs.start(conn, "send", now)
+            pending = ledger.key_counts(conn, key)["pending"]
+        if self.progress:
+            self.progress.start(f"{campaign.id}/{step.id}", pending)
+        try:
+            self._deliver(prepared, key, run_id, summary, sequence)
+        finally:
+            with self.store.write() as conn:
+                runs.finish(conn, run_id, self.clock.now())
+        with self.store.read() as conn:
+            summary.take(ledger.forecast(conn, target, self.clock.now()))
+        summary.already_sent = before["sent"]
+        return summary
 
-    def send_campaign(self, campaign: Campaign, steps: Iterable[Step], *,
-                      respect_delay: bool = True, dry_run: bool = False,
-                      resend_uncertain: bool = False) -> Iterator[Summary]:
-        """One cycle for a campaign: changes of its events first, then the given steps."""
-        if not dry_run:
-            yield from self.send_event_changes(campaign)
-        for step in steps:
-            yield self.send(campaign, step, respect_delay=respect_delay, dry_run=dry_run,
-                            resend_uncertain=resend_uncertain)
-
-    def send_event_changes(self, campaign: Campaign) -> list[Summary]:
+    def send_event_changes(self, campaign: Campaign, *, dry_run: bool = False) -> list[Summary]:
         """Updates (same UID, SEQUENCE + 1) or cancellations to everyone invited who has not
-        declined, for each event whose time, place, link, title or status changed."""
+        declined, for each event whose time, place, link, title or status changed. Bringing the
+        stored event state up to date is part of a real run; a dry run computes it."""
         summaries = []
         for event in campaign.events:
             invites = [s.id for s in campaign.steps if s.kind == "invite" and s.event == event.id]
-            with self.store.write() as conn:
+            transaction = self.store.read if dry_run else self.store.write
+            with transaction() as conn:
                 if not invites or not ledger.any_sent(conn, campaign.id, invites):
                     continue
-                state = events.sync_event(conn, campaign, event, timezone=self.composer.timezone,
-                                          now=self.clock.now())
+                state = (stored_events.current(conn, campaign, event) if dry_run else
+                         stored_events.sync(conn, campaign, event,
+                                            timezone=self.composer.timezone, now=self.clock.now()))
             cancel_steps = [s for s in campaign.steps if s.kind == "cancel" and s.event == event.id]
             if state.sequence == 0 or (state.status == "cancelled" and cancel_steps):
                 continue
             step = events.change_step(event, cancelled=state.status == "cancelled")
-            audience = and_(matches(campaign.audience), events.not_organiser(event),
-                            events.invited_not_declined(campaign, event, below=state.sequence))
-            key = ledger.Key(campaign.id, step.id, f"seq-{state.sequence}")
-            summaries.append(self._run(campaign, step, key, _Target(audience, None, None)))
+            target = targeting.for_change(campaign, event, step, state.sequence)
+            summaries.append(self.run(campaign, step, target, dry_run=dry_run))
         return summaries
 
     def notify(self, campaign: Campaign, event: Event, kind: str,
-               stakeholder_ids: list[int]) -> Summary:
-        """Send a built-in RSVP message (``waitlisted`` or ``promoted``) to these people."""
+               stakeholder_ids: list[int], *, paused: bool = False) -> Summary:
+        """Send a built-in RSVP message (``waitlisted`` or ``promoted``) to these people; while
+        the campaign is paused it is recorded and goes once it is resumed."""
         step = events.notice_step(event, kind)
-        audience = tables.stakeholders.c.id.in_(stakeholder_ids)
-        key = ledger.Key(campaign.id, step.id, ONCE)
-        return self._run(campaign, step, key, _Target(audience, None, None))
+        target = targeting.for_notice(campaign, step, stakeholder_ids)
+        if not paused:
+            return self.run(campaign, step, target)
+        with self.store.write() as conn:
+            ledger.materialise(conn, target, self.clock.now())
+        return Summary(campaign.id, step.id, target.key.occurrence, paused=True)
 
     def deliver_pending(self, campaign: Campaign, step: Step, occurrence: str) -> Summary:
-        """Help another process: send sends it has already created (claims skip each other)."""
+        """Send sends already created (by another process, or a stopped run; claims skip each
+        other)."""
         key = ledger.Key(campaign.id, step.id, occurrence)
         summary = Summary(campaign.id, step.id, occurrence)
         now = self.clock.now()
-        prepared, sequence = self._prepare(campaign, step, now, dry_run=False)
-        if prepared is None:
+        try:
+            prepared, sequence = self._prepare(campaign, step, now)
+        except EventCancelled:
             return summary
         with self.store.write() as conn:
             ledger.mark_uncertain(conn, runs.dead_runs(conn, now))
+            ledger.mark_suppressed(conn, key)
             run_id = runs.start(conn, "dispatch", now)
         try:
             self._deliver(prepared, key, run_id, summary, sequence)
@@ -168,68 +210,29 @@ class Dispatcher:
                 runs.finish(conn, run_id, self.clock.now())
         return summary
 
-    def _run(self, campaign: Campaign, step: Step, key: ledger.Key, target: _Target, *,
-             dry_run: bool = False, resend_uncertain: bool = False) -> Summary:
-        summary = Summary(campaign.id, step.id, key.occurrence)
-        now = self.clock.now()
-        prepared, sequence = self._prepare(campaign, step, now, dry_run=dry_run)
-        if prepared is None:
-            summary.failures.append("the event is cancelled: no invitations are sent")
-            return summary
-        if dry_run:
-            return self._dry_run(prepared, key, target.audience, summary)
-        with self.store.write() as conn:
-            ledger.mark_uncertain(conn, runs.dead_runs(conn, now))
-            before = ledger.key_counts(conn, key)
-            ledger.reopen_retryable(conn, key)
-            if resend_uncertain:
-                summary.resent_uncertain = ledger.reopen_uncertain(conn, key)
-            ledger.materialise(conn, key, target.audience, now, after=target.after,
-                               condition=target.condition, missed_before=target.missed_before)
-            ledger.mark_suppressed(conn, key)
-            run_id = runs.start(conn, "send", now)
-            pending = ledger.key_counts(conn, key)["pending"]
-        summary.already_sent = before["sent"]
-        if self.progress:
-            self.progress.start(f"{campaign.id}/{step.id}", pending)
-        try:
-            self._deliver(prepared, key, run_id, summary, sequence)
-        finally:
-            with self.store.write() as conn:
-                runs.finish(conn, run_id, self.clock.now())
-                after_counts = ledger.key_counts(conn, key)
-        summary.suppressed = after_counts["suppressed"]
-        summary.uncertain = after_counts["uncertain"]
-        summary.skipped = after_counts["skipped"]
-        summary.missed = after_counts["missed"]
-        return summary
-
-    def _prepare(self, campaign: Campaign, step: Step, now: datetime, *,
-                 dry_run: bool) -> tuple[PreparedStep | None, int | None]:
-        """Compose once per step; for event steps, bring the event's state up to date first."""
-        event = campaign.event(step.event_id) if step.event_id else None
-        if event is None:
+    def _prepare(self, campaign: Campaign, step: Step, now: datetime
+                 ) -> tuple[PreparedStep, int | None]:
+        """Compose once per step; for event steps, bring the stored event state up to date first
+        (a real run only)."""
+        if not step.event_id:
             return self.composer.prepare(campaign, step, now=now), None
-        writer = self.store.read if dry_run else self.store.write
-        with writer() as conn:
-            state = events.sync_event(conn, campaign, event, timezone=self.composer.timezone,
-                                      now=now, cancel=step.kind == "cancel")
-            seats = events.seats_left(conn, campaign.id, event)
-        spec = None
-        if step.kind in ("invite", "cancel"):
-            cancelled = state.status == "cancelled"
-            if step.kind == "invite" and cancelled:
-                return None, None
-            spec = CalendarSpec(state.uid, state.sequence, "CANCEL" if cancelled else "REQUEST")
-        prepared = self.composer.prepare(campaign, step, now=now, seats_left=seats, calendar=spec)
-        return prepared, state.sequence if spec else None
+        with self.store.write() as conn:
+            return compose(conn, self.composer, campaign, step, now, record=True)
 
-    def _dry_run(self, prepared: PreparedStep, key: ledger.Key, audience: Any,
-                 summary: Summary) -> Summary:
+    def _dry_run(self, campaign: Campaign, step: Step, target: Target, summary: Summary,
+                 now: datetime, resend_uncertain: bool) -> Summary:
+        """Counts and renders, in a read-only transaction: what the real run would do now."""
         with self.store.read() as conn:
-            for row in ledger.unsent_audience(conn, key, audience):
+            try:
+                prepared, _ = compose(conn, self.composer, campaign, step, now, record=False)
+            except EventCancelled as exc:
+                summary.failures.append(str(exc))
+                return summary
+            forecast = ledger.forecast(conn, target, now, resend_uncertain=resend_uncertain)
+            for row in ledger.would_send(conn, target, now):
                 prepared.message(from_row(row), "0" * 32)  # renders: errors surface now
-                summary.would_send += 1
+        summary.take(forecast)
+        summary.would_send = forecast.would_send
         return summary
 
     def _deliver(self, prepared: PreparedStep, key: ledger.Key, run_id: str,
@@ -295,7 +298,7 @@ class Dispatcher:
         with self.store.read() as conn:
             return ledger.key_counts(conn, key)["pending"] > 0
 
-    def _record(self, conn: Connection, run_id: str, results: list[_Result], summary: Summary,
+    def _record(self, conn: Conn, run_id: str, results: list[_Result], summary: Summary,
                 now: datetime) -> None:
         if not results:
             return
@@ -356,16 +359,6 @@ class Dispatcher:
 
 
 @dataclass(frozen=True, slots=True)
-class _Target:
-    """Who a send run reaches: the audience, an ``after`` rule, and a send-time condition."""
-
-    audience: ColumnElement[bool]
-    after: tuple[str, timedelta | None] | None
-    condition: ColumnElement[bool] | None
-    missed_before: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class _Result:
     email: str
     outcome: ledger.Outcome
@@ -400,3 +393,22 @@ class _Bucket:
         if self.per_minute is not None:
             self.clock.sleep(max(0.01, (1 - self.tokens) * 60 / self.per_minute))
 
+
+
+def compose(conn: Conn, composer: Composer, campaign: Campaign, step: Step, now: datetime, *,
+            record: bool) -> tuple[PreparedStep, int | None]:
+    """The step composed once for all its recipients, with the calendar it carries and that
+    calendar's SEQUENCE. For event steps the event state is recorded first (``record``: a real
+    run) or only computed (dry runs and ``comms preview``), so all three carry the same calendar.
+    A REQUEST for a cancelled event is :class:`EventCancelled`."""
+    event = campaign.event(step.event_id) if step.event_id else None
+    if event is None:
+        return composer.prepare(campaign, step, now=now), None
+    cancel = step.kind == "cancel"
+    state = (stored_events.sync(conn, campaign, event, timezone=composer.timezone, now=now,
+                                cancel=cancel) if record
+             else stored_events.current(conn, campaign, event, cancel=cancel))
+    spec = events.calendar_spec(state, step)
+    seats = rsvps.seats_left(conn, campaign.id, event)
+    prepared = composer.prepare(campaign, step, now=now, seats_left=seats, calendar=spec)
+    return prepared, spec.sequence if spec else None

@@ -23,12 +23,11 @@ from icalendar.enums import STATUS
 from ._types import email_key
 from .campaign import Event
 from .transports.base import CalendarPart
+from .vtimezone import vtimezone
 
 Method = Literal["REQUEST", "CANCEL"]
 PartStat = Literal["accepted", "declined", "tentative"]
 
-#: Days of time-zone rules kept on each side of the event: enough for both STANDARD and DAYLIGHT.
-TZ_MARGIN = timedelta(days=183)
 FOLD_LIMIT = 75
 _PARTSTATS: dict[str, PartStat] = {
     "ACCEPTED": "accepted",
@@ -36,6 +35,7 @@ _PARTSTATS: dict[str, PartStat] = {
     "TENTATIVE": "tentative",
 }
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_LENIENT_ESCAPE = re.compile(r"\\(?=[\\,;:])")  # a backslash a lenient parser would unescape
 _CALENDAR_TYPES = ("text/calendar", "application/ics", "text/x-vcalendar")
 
 
@@ -107,9 +107,10 @@ def build_calendar(
             Alarm.new_display(event.title, -timedelta(minutes=event.reminder_minutes))
         )
     calendar.add_component(vevent)
-    calendar.add_missing_timezones(
-        first_date=start.date() - TZ_MARGIN, last_date=end.date() + TZ_MARGIN
-    )
+    if zone.key in calendar.get_missing_tzids():  # not for UTC, which is written with Z
+        # Right for the whole year(s) of the event, so every event of a year shares one build.
+        first, last = date(start.year, 1, 1), date(end.year, 12, 31)
+        calendar.subcomponents.insert(0, vtimezone(zone.key, first, last))
     head, tail = _split_for_attendee(calendar.to_ical())
     return EventCalendar(
         method=method,
@@ -178,8 +179,12 @@ def attendee_line(email: str, name: str) -> bytes:
 def _param_value(value: str) -> str:
     """RFC 6868 escapes (^ " newline), no control characters, always in double quotes.
 
-    Quoting is required when the value holds ``,`` ``;`` or ``:`` and harmless otherwise.
+    Quoting is required when the value holds ``,`` ``;`` or ``:`` and harmless otherwise. RFC
+    5545 has no backslash escapes in parameter values, but lenient parsers (Python's icalendar
+    among them) read ``\,`` ``\;`` ``\:`` ``\\`` there as escapes; a backslash before one of
+    those is doubled, so every parser reads the name as written.
     """
+    value = _LENIENT_ESCAPE.sub(r"\\\\", value)
     value = value.replace("^", "^^").replace('"', "^'")
     value = _CONTROL.sub(" ", value.replace("\r\n", "^n").replace("\n", "^n").replace("\r", "^n"))
     return f'"{value}"'

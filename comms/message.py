@@ -9,9 +9,10 @@ from zoneinfo import ZoneInfo
 
 from .audience import Stakeholder
 from .campaign import Campaign, Event, Step
-from .invite import EventCalendar, Method, build_calendar
+from .events import CalendarSpec
+from .invite import EventCalendar, build_calendar
 from .render import Renderer, StepTemplates
-from .tracking.tokens import Tokens
+from .tokens import Tokens
 from .transports.base import Address, Message
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
@@ -146,12 +147,3 @@ class Composer:
             event=event_view(event, self.timezone, seats_left) if event else None,
             calendar=built,
         )
-
-
-@dataclass(frozen=True, slots=True)
-class CalendarSpec:
-    """Which calendar an invitation step carries: the event's UID and SEQUENCE, and the method."""
-
-    uid: str
-    sequence: int
-    method: Method

@@ -6,17 +6,22 @@ import csv
 import io
 import json
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from rich.console import Console
 from rich.table import Table
+
+from .clock import human
 
 FORMATS = ("table", "csv", "json")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def render(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], fmt: str,
-           *, title: str | None = None) -> str:
+           *, title: str | None = None, zone: ZoneInfo | None = None) -> str:
+    """Rows as JSON, CSV (times ISO 8601) or a table (times in ``zone``, in words)."""
     if fmt == "json":
         return json.dumps([{c: _plain(r.get(c)) for c in columns} for r in rows], indent=2,
                           ensure_ascii=False)
@@ -30,10 +35,18 @@ def render(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], fmt: str,
     for column in columns:
         table.add_column(column.replace("_", " "))
     for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(_plain(row.get(c))) for c in columns))
+        table.add_row(*(_cell(row.get(c), zone) for c in columns))
     console = Console(width=160, file=io.StringIO(), force_terminal=False, color_system=None)
     console.print(table)
     return console.file.getvalue().rstrip("\n")  # type: ignore[attr-defined]
+
+
+def _cell(value: Any, zone: ZoneInfo | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime) and zone is not None:
+        return human(value, zone)
+    return str(_plain(value))
 
 
 def safe_cell(value: Any) -> str:

@@ -6,20 +6,19 @@ from collections import defaultdict
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, func, select
-
-from . import _yaml
+from . import _yaml, targeting
 from ._types import email_key
-from .audience import from_row, matches
+from .audience import from_row
 from .campaign import Campaign
 from .errors import ConfigError, TemplateError
 from .message import Composer
 from .plan import zone_of
 from .project import Project
 from .schedule import exists_locally
-from .store import Store, tables
+from .store import Conn, Store
+from .store import stakeholders as people
 from .store.stakeholders import sync
-from .tracking.tokens import Tokens
+from .tokens import Tokens
 
 PREVIEW_UID = "0" * 32
 
@@ -35,10 +34,7 @@ def check(project: Project, *, timezone: str, now: datetime) -> list[ConfigError
         with store.read() as conn:
             for campaign_id, campaign in project.campaigns.items():
                 located = project.sources[campaign_id]
-                audience = matches(campaign.audience)
-                count = conn.execute(select(func.count()).select_from(tables.stakeholders)
-                                     .where(audience)).scalar()
-                if not count:
+                if not people.count(conn, targeting.audience_of(campaign)):
                     problems.append(located.error(("audience",), "audience matches nobody in "
                                                   "stakeholders/", warning=True))
                 problems += _organisers_invited(conn, campaign, located)
@@ -50,10 +46,7 @@ def check(project: Project, *, timezone: str, now: datetime) -> list[ConfigError
                         problems.append(exc)
                         continue
                     failures: dict[str, list[TemplateError]] = defaultdict(list)
-                    rows = conn.execute(select(tables.stakeholders)
-                                        .where(matches(campaign.audience, step.only_if))
-                                        .order_by(tables.stakeholders.c.id)).mappings()
-                    for row in rows:
+                    for row in people.reached(conn, targeting.audience_of(campaign, step)):
                         try:
                             prepared.message(from_row(dict(row)), PREVIEW_UID)
                         except TemplateError as exc:
@@ -69,7 +62,7 @@ def check(project: Project, *, timezone: str, now: datetime) -> list[ConfigError
     return problems
 
 
-def _organisers_invited(conn: Connection, campaign: Campaign,
+def _organisers_invited(conn: Conn, campaign: Campaign,
                         located: _yaml.Located) -> list[ConfigError]:
     """An organiser in the audience of their own event's invitations is left out; say so."""
     problems = []
@@ -78,10 +71,7 @@ def _organisers_invited(conn: Connection, campaign: Campaign,
         if event is None:
             continue
         organiser = email_key(event.organiser.email)
-        found = conn.execute(select(tables.stakeholders.c.id).where(
-            matches(campaign.audience, step.only_if),
-            tables.stakeholders.c.email == organiser)).first()
-        if found:
+        if people.is_reached(conn, targeting.audience_of(campaign, step), organiser):
             problems.append(located.error(
                 ("steps", i), f"organiser {event.organiser.email} of event '{event.id}' is in "
                 "the audience: they will not be sent their own invitation", warning=True))

@@ -34,10 +34,17 @@ class Scheduler:
         self._aps = BackgroundScheduler(timezone=UTC, job_defaults={
             "coalesce": True, "max_instances": 1, "misfire_grace_time": None})
 
-    def start(self) -> None:
+    def start(self, *, paused: bool = False) -> None:
+        """Wake now, then every ``poll_seconds`` and at each due time (``paused``: plan the
+        wakes but run none, for tests that drive ``wake`` themselves)."""
         self._aps.add_job(self.wake, "interval", seconds=self.poll_seconds, id="poll",
-                          next_run_time=datetime.now(UTC))
-        self._aps.start()
+                          next_run_time=self._now())
+        self._aps.start(paused=paused)
+
+    def wake_for_due(self) -> datetime | None:
+        """When the wake planned for the next due time (sooner than the next poll) will run."""
+        job = self._aps.get_job("due")
+        return job.next_run_time if job is not None else None
 
     def wake(self) -> None:
         """One round: tick if this process holds the scheduler, then help send what is pending."""
@@ -54,11 +61,16 @@ class Scheduler:
                 log.error("%s", exc)
 
     def _wake_at(self, due: datetime | None) -> None:
+        """Wake at ``due`` when that comes before the next poll."""
         if due is None or self.service.stopping:
             return
-        if due - datetime.now(UTC) < timedelta(seconds=self.poll_seconds):
-            self._aps.add_job(self.wake, "date", run_date=max(due, datetime.now(UTC)), id="due",
+        now = self._now()
+        if due - now < timedelta(seconds=self.poll_seconds):
+            self._aps.add_job(self.wake, "date", run_date=max(due, now), id="due",
                               replace_existing=True)
+
+    def _now(self) -> datetime:
+        return self.service.app.clock.now()
 
     def stop(self) -> None:
         """Claim nothing more, let the sends under way finish, release the lock."""

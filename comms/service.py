@@ -1,7 +1,8 @@
 """The service's heart: each tick sends what has fallen due, once. Clock-injected, no threads.
 
-``comms run`` calls ``tick`` at the due times the plan gives (comms/scheduler.py); tests call it
-with a simulated clock. Both use the same plan functions as ``comms plan``.
+``comms run`` calls ``tick`` at the due times the timeline gives (comms/scheduler.py); ``comms
+send CAMPAIGN`` calls ``cycle`` for one campaign; tests call both with a simulated clock. What is
+due comes from the timeline (comms/plan.py), who gets it from targeting (comms/targeting.py).
 """
 
 from __future__ import annotations
@@ -9,25 +10,21 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, func, select, update
-
-from . import events
+from . import events, status, targeting
 from .app import App
 from .campaign import Campaign, Step
-from .dispatch import Dispatcher, Summary
+from .dispatch import Dispatcher, Progress, Summary
 from .errors import ConfigError, ConfigErrors
-from .plan import HORIZON, Due, event_start, occurrences, schedule_of, zone_of
+from .plan import Decision, decide, schedule_of, zone_of
 from .project import Project, load_project
-from .schedule import next_allowed
+from .store import campaigns, meta, occurrences
+from .store import facts as store_facts
 from .store import sends as ledger
-from .store import tables
-from .store.upsert import insert_ignore, upsert
 
 log = logging.getLogger(__name__)
-DEFAULT_CATCH_UP = timedelta(hours=24)
 LAST_TICK = "service:last_tick"
 
 
@@ -35,16 +32,12 @@ LAST_TICK = "service:last_tick"
 class TickReport:
     summaries: list[Summary] = field(default_factory=list)
     missed: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)
+    paused: list[str] = field(default_factory=list)
 
     @property
     def sent(self) -> int:
         return sum(s.sent for s in self.summaries)
-
-
-@dataclass(frozen=True, slots=True)
-class CampaignState:
-    first_seen: datetime
-    paused_at: datetime | None
 
 
 class Service:
@@ -89,32 +82,116 @@ class Service:
         """Send everything due by now that has not been sent, in every campaign not paused."""
         self.reload()
         report = TickReport()
-        now = self.app.clock.now()
         self.app.sync_directory()
         for campaign in self.project.campaigns.values():
-            state = self._state(campaign, now)
-            if state.paused_at is not None or self.stopping:
-                continue
-            dispatcher = self._dispatcher(campaign)
-            report.summaries += dispatcher.send_event_changes(campaign)
-            for step in campaign.steps:
-                if self.stopping:
-                    break
-                self._step(campaign, step, state, now, dispatcher, report)
+            if self.stopping:
+                break
+            self.cycle(campaign, report)
         with self.app.store.write() as conn:
-            upsert(conn, tables.meta, [{"key": LAST_TICK, "value": now.isoformat()}], ["key"],
-                   ["value"])
+            meta.put(conn, LAST_TICK, self.app.clock.now().isoformat())
         return report
+
+    def cycle(self, campaign: Campaign, report: TickReport | None = None, *,
+              dry_run: bool = False, resend_uncertain: bool = False,
+              progress: Progress | None = None) -> TickReport:
+        """One round of one campaign, as ``comms run`` and ``comms send CAMPAIGN`` do it: event
+        changes, then what the timeline says is due (sent, waiting or missed), then any sends
+        left pending (notices, a stopped run's claims given back). A dry run counts and renders
+        the same, writing nothing."""
+        report = report if report is not None else TickReport()
+        now = self.app.clock.now()
+        if not dry_run:
+            with self.app.store.write() as conn:
+                campaigns.first_seen(conn, campaign.id, now)
+                for step in campaign.steps:
+                    if step.now:
+                        occurrences.see_now_step(conn, campaign.id, step.id, now)
+        with self.app.store.read() as conn:
+            facts = store_facts.load(conn, self.project)
+        if campaign.id in facts.paused:
+            report.paused.append(campaign.id)
+            return report
+        dispatcher = self._dispatcher(campaign, progress)
+        report.summaries += dispatcher.send_event_changes(campaign, dry_run=dry_run)
+        zone = zone_of(self.project, campaign, self.app.settings.timezone)
+        for decision in decide(self.project, campaign, facts, now=now,
+                               timezone=self.app.settings.timezone):
+            if self.stopping:
+                break
+            self._act(campaign, decision, dispatcher, report, zone, now, dry_run=dry_run,
+                      resend_uncertain=resend_uncertain)
+        if not dry_run:
+            report.summaries += [s for s in self._pending(campaign.id) if s.sent or s.failed]
+        return report
+
+    def send_now(self, campaign: Campaign, steps: list[Step], *, dry_run: bool = False,
+                 resend_uncertain: bool = False, progress: Progress | None = None
+                 ) -> TickReport:
+        """``comms send CAMPAIGN --step S``: these steps now, whatever their time and the
+        schedule's window (an ``after`` step still only to people sent its parent). A paused
+        campaign sends nothing."""
+        report = TickReport()
+        with self.app.store.read() as conn:
+            paused = campaigns.paused_at(conn, campaign.id) is not None
+        if paused:
+            report.paused.append(campaign.id)
+            return report
+        dispatcher = self._dispatcher(campaign, progress)
+        report.summaries += dispatcher.send_event_changes(campaign, dry_run=dry_run)
+        for step in steps:
+            if self.stopping:
+                break
+            target = targeting.for_step(campaign, step, respect_delay=False)
+            report.summaries.append(dispatcher.run(campaign, step, target, dry_run=dry_run,
+                                                   resend_uncertain=resend_uncertain))
+        return report
+
+    def _act(self, campaign: Campaign, decision: Decision, dispatcher: Dispatcher,
+             report: TickReport, zone: ZoneInfo, now: datetime, *, dry_run: bool,
+             resend_uncertain: bool) -> None:
+        step, occurrence = decision.step, decision.occurrence
+        where = f"{campaign.id}/{step.id} {occurrence}"
+        if decision.action == "wait":
+            report.waiting.append(decision.line(campaign.id, zone))
+        elif decision.action == "miss":
+            report.missed.append(f"{where}: {decision.reason}")
+            if not dry_run:
+                self._mark(campaign, decision, "missed", now)
+                log.warning("missed %s: %s", where, decision.reason)
+        elif decision.action == "done":
+            if not dry_run:
+                self._mark(campaign, decision, "done", now)
+        else:
+            target = targeting.for_step(campaign, step, occurrence,
+                                        missed_before=decision.missed_before)
+            summary = dispatcher.run(campaign, step, target, dry_run=dry_run,
+                                     resend_uncertain=resend_uncertain)
+            if step.after is None:
+                report.summaries.append(summary)
+                if not dry_run:
+                    self._mark(campaign, decision, "done", now)
+            elif summary.sent or summary.failed or summary.missed or summary.would_send:
+                report.summaries.append(summary)
+
+    def next_due(self) -> datetime | None:
+        """When the service must next wake (the timeline's next occurrence still to go)."""
+        return status.next_due(self.app)
 
     def help_dispatch(self) -> list[Summary]:
         """What every process does, scheduler or not: send sends already created."""
+        return self._pending(None)
+
+    def _pending(self, campaign_id: str | None) -> list[Summary]:
+        """Deliver the pending sends of one campaign (or all), paused campaigns left out."""
         with self.app.store.read() as conn:
-            keys = ledger.pending_keys(conn)
+            keys = [k for k in ledger.pending_keys(conn)
+                    if campaign_id in (None, k.campaign)]
+            paused = set(store_facts.paused(conn))
         summaries = []
         for key in keys:
             campaign = self.project.campaigns.get(key.campaign)
             step = events.step_for(campaign, key.step) if campaign else None
-            if campaign is None or step is None or self.stopping:
+            if campaign is None or step is None or self.stopping or key.campaign in paused:
                 continue
             summaries.append(self._dispatcher(campaign).deliver_pending(campaign, step,
                                                                         key.occurrence))
@@ -126,174 +203,19 @@ class Service:
         for dispatcher in self.dispatchers:
             dispatcher.stopping.set()
 
-    def _dispatcher(self, campaign: Campaign) -> Dispatcher:
+    def _dispatcher(self, campaign: Campaign, progress: Progress | None = None) -> Dispatcher:
         schedule = schedule_of(self.project, campaign)
-        dispatcher = self.app.dispatcher(max_per_minute=schedule.max_per_minute if schedule else None)
+        dispatcher = self.app.dispatcher(
+            max_per_minute=schedule.max_per_minute if schedule else None, progress=progress)
         self.dispatchers = [dispatcher]
+        if self.stopping:
+            dispatcher.stopping.set()
         return dispatcher
 
-    def _step(self, campaign: Campaign, step: Step, state: CampaignState, now: datetime,
-              dispatcher: Dispatcher, report: TickReport) -> None:
-        catch_up = self._catch_up(campaign)
-        starts = event_start(campaign, step, self.app.settings.timezone)
-        if step.after is not None:
-            schedule = schedule_of(self.project, campaign)
-            if next_allowed(now, schedule) != now or (starts is not None and now >= starts):
-                return
-            summary = dispatcher.send(campaign, step, missed_before=now - catch_up)
-            if summary.sent or summary.failed or summary.missed:
-                report.summaries.append(summary)
-            return
-        for due in self._dues(campaign, step, state, now, end=now):
-            if self._processed(campaign, due):
-                continue
-            reason = None
-            if now - due.due > catch_up:
-                hours = catch_up.total_seconds() / 3600
-                reason = (f"fell due at {due.due.isoformat()} while comms was not running or "
-                          f"the campaign was paused, more than {hours:g} h ago (catch-up)")
-            elif starts is not None and now >= starts:
-                reason = "the event had started"
-            if reason:
-                self._mark(campaign, due, "missed", reason, now)
-                report.missed.append(f"{campaign.id}/{step.id} {due.occurrence}: {reason}")
-                log.warning("missed %s/%s %s: %s", campaign.id, step.id, due.occurrence, reason)
-                continue
-            report.summaries.append(dispatcher.send(campaign, step, occurrence=due.occurrence))
-            self._mark(campaign, due, "done", None, now)
-
-    def _dues(self, campaign: Campaign, step: Step, state: CampaignState, now: datetime, *,
-              end: datetime) -> list[Due]:
-        first_seen = self._seen_now_step(campaign, step, now) if step.now else now
-        found = occurrences(campaign, step, schedule=schedule_of(self.project, campaign),
-                            zone=zone_of(self.project, campaign, self.app.settings.timezone),
-                            start=state.first_seen, end=end, first_seen=first_seen)
-        return [d for d in found if d.due <= end]
-
-    def _catch_up(self, campaign: Campaign) -> timedelta:
-        if campaign.catch_up_hours is not None:
-            return timedelta(hours=campaign.catch_up_hours)
-        schedule = schedule_of(self.project, campaign)
-        return timedelta(hours=schedule.catch_up_hours) if schedule else DEFAULT_CATCH_UP
-
-    # --- what comes next ----------------------------------------------------------------
-
-    def upcoming(self, now: datetime, limit: int = 10) -> list[dict[str, Any]]:
-        """The next due occurrences, soonest first (per-recipient steps: their next recipient)."""
-        rows: list[dict[str, Any]] = []
-        for campaign in self.project.campaigns.values():
-            state = self._state(campaign, now, record=False)
-            if state.paused_at is not None:
-                continue
-            for step in campaign.steps:
-                due = self._next_for_step(campaign, step, state, now)
-                if due is not None:
-                    rows.append({"campaign": campaign.id, "step": step.id,
-                                 "occurrence": due[1], "due": due[0]})
-        rows.sort(key=lambda r: r["due"])
-        return rows[:limit]
-
-    def next_due(self) -> datetime | None:
-        upcoming = self.upcoming(self.app.clock.now(), limit=1)
-        return upcoming[0]["due"] if upcoming else None
-
-    def _next_for_step(self, campaign: Campaign, step: Step, state: CampaignState,
-                       now: datetime) -> tuple[datetime, str] | None:
-        if step.after is not None:
-            first = self._first_waiting_recipient(campaign, step)
-            if first is None:
-                return None
-            return max(now, next_allowed(first + step.after.delta,
-                                         schedule_of(self.project, campaign))), "per recipient"
-        for due in self._dues(campaign, step, state, now, end=now + HORIZON):
-            if not self._processed(campaign, due):
-                return max(now, due.due), due.occurrence
-        return None
-
-    def _first_waiting_recipient(self, campaign: Campaign, step: Step) -> datetime | None:
-        assert step.after is not None
-        s = tables.sends
-        child = s.alias("child")
-        with self.app.store.read() as conn:
-            return conn.execute(select(func.min(s.c.sent_at)).where(
-                s.c.campaign == campaign.id, s.c.step == step.after.step, s.c.status == "sent",
-                ~select(child.c.id).where(child.c.campaign == campaign.id,
-                                          child.c.step == step.id,
-                                          child.c.stakeholder_id == s.c.stakeholder_id).exists(),
-            )).scalar()
-
-    # --- the store ----------------------------------------------------------------------
-
-    def _state(self, campaign: Campaign, now: datetime, *, record: bool = True) -> CampaignState:
-        """When the service first saw the campaign (recorded now if never), and any pause."""
-        c = tables.campaign_state
-        query = select(c.c.first_seen, c.c.paused_at).where(c.c.campaign == campaign.id)
-        if not record:
-            with self.app.store.read() as conn:
-                row = conn.execute(query).first()
-            return CampaignState(row.first_seen, row.paused_at) if row else CampaignState(now, None)
+    def _mark(self, campaign: Campaign, decision: Decision, status: str, now: datetime) -> None:
         with self.app.store.write() as conn:
-            insert_ignore(conn, c, [{"campaign": campaign.id, "first_seen": now}], ["campaign"])
-            row = conn.execute(query).one()
-        return CampaignState(row.first_seen, row.paused_at)
-
-    def _seen_now_step(self, campaign: Campaign, step: Step, now: datetime) -> datetime:
-        """A ``now: true`` step falls due when the service first sees it."""
-        o = tables.occurrences
-        query = select(o.c.due_at).where(o.c.campaign == campaign.id, o.c.step == step.id,
-                                         o.c.occurrence == "once")
-        with self.app.store.read() as conn:
-            seen = conn.execute(query).scalar()
-        if seen is not None:
-            return seen
-        with self.app.store.write() as conn:
-            insert_ignore(conn, o, [{"campaign": campaign.id, "step": step.id,
-                                     "occurrence": "once", "due_at": now, "status": "seen"}],
-                          ["campaign", "step", "occurrence"])
-            return conn.execute(select(o.c.due_at).where(
-                o.c.campaign == campaign.id, o.c.step == step.id, o.c.occurrence == "once")).scalar_one()
-
-    def _processed(self, campaign: Campaign, due: Due) -> bool:
-        o = tables.occurrences
-        with self.app.store.read() as conn:
-            status = conn.execute(select(o.c.status).where(
-                o.c.campaign == campaign.id, o.c.step == due.step.id,
-                o.c.occurrence == due.occurrence)).scalar()
-        return status in ("done", "missed")
-
-    def _mark(self, campaign: Campaign, due: Due, status: str, reason: str | None,
-              now: datetime) -> None:
-        o = tables.occurrences
-        row = {"campaign": campaign.id, "step": due.step.id, "occurrence": due.occurrence,
-               "due_at": due.due, "status": status, "reason": reason, "processed_at": now}
-        with self.app.store.write() as conn:
-            upsert(conn, o, [row], ["campaign", "step", "occurrence"],
-                   ["status", "reason", "processed_at"])
-
-
-def set_paused(conn: Connection, campaign: str, paused: bool, now: datetime) -> bool:
-    """Pause (nothing is sent) or resume (what fell due meanwhile goes, within catch-up)."""
-    c = tables.campaign_state
-    insert_ignore(conn, c, [{"campaign": campaign, "first_seen": now}], ["campaign"])
-    result = conn.execute(update(c).where(
-        c.c.campaign == campaign,
-        c.c.paused_at.is_(None) if paused else c.c.paused_at.is_not(None))
-        .values(paused_at=now if paused else None))
-    return (result.rowcount or 0) > 0
-
-
-def missed(conn: Connection, campaign: str | None = None) -> list[dict[str, Any]]:
-    o = tables.occurrences
-    query = select(o.c.campaign, o.c.step, o.c.occurrence, o.c.due_at, o.c.reason).where(
-        o.c.status == "missed").order_by(o.c.due_at)
-    if campaign:
-        query = query.where(o.c.campaign == campaign)
-    return [dict(r) for r in conn.execute(query).mappings()]
-
-
-def last_tick(conn: Connection) -> str | None:
-    m = tables.meta
-    return conn.execute(select(m.c.value).where(m.c.key == LAST_TICK)).scalar()
+            occurrences.mark(conn, campaign.id, decision.step.id, decision.occurrence,
+                             due_at=decision.due, status=status, reason=decision.reason, now=now)
 
 
 def files_fingerprint(project: Project) -> str:
@@ -307,6 +229,3 @@ def files_fingerprint(project: Project) -> str:
                     info = path.stat()
                     digest.update(f"{path}:{info.st_size}:{info.st_mtime_ns}\n".encode())
     return digest.hexdigest()
-
-
-

@@ -27,11 +27,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .app import App
 from .errors import CommsError, StoreError
+from .events import EventCancelled
 from .suppression import AddressHasher, unsubscribe_send
-from .tracking import webhook
+from .tokens import InvalidToken
+from .tracking import ingest
 from .tracking.inbound import process_message
-from .tracking.rsvp import Answer, EventCancelled, Invitation, Rsvps
-from .tracking.tokens import InvalidToken
+from .tracking.providers import sendgrid as webhook
+from .tracking.rsvp import Answer, Invitation
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("comms.web.access")
@@ -101,7 +103,7 @@ class _Handlers:
         # build the lazy parts once, before requests arrive on several threads
         app.project.raise_errors()
         _ = app.store, app.tokens, app.composer
-        self.rsvps = Rsvps(app)
+        self.rsvps = app.rsvps
         self.hasher = AddressHasher(app.store)
         self.webhook = webhook.gate(app.settings.sendgrid_webhook_public_key,
                                     insecure=app.settings.sendgrid_webhook_insecure)
@@ -214,7 +216,7 @@ class _Handlers:
                                           "full MIME message"}, 400)
         await form.close()
         try:
-            result = await run_in_threadpool(process_message, self.app, raw)
+            result = await run_in_threadpool(process_message, self.rsvps, raw)
         except StoreError:
             log.warning("inbound: store unavailable; the sender will retry")
             return JSONResponse({"error": "store unavailable, try again"}, 503)
@@ -244,7 +246,8 @@ class _Handlers:
         except ValueError:
             return JSONResponse({"error": "the body is not a JSON array of events"}, 400)
         try:
-            result = await run_in_threadpool(webhook.ingest, self.app.store, events,
+            result = await run_in_threadpool(ingest.ingest, self.app.store,
+                                             webhook.parse_events(events),
                                              now=self.app.clock.now(), hasher=self.hasher)
         except StoreError:
             log.warning("sendgrid webhook: store unavailable; SendGrid will retry")
@@ -279,14 +282,12 @@ class _Handlers:
         return JSONResponse(await run_in_threadpool(self._health))
 
     def _health(self) -> dict[str, Any]:
-        from .service import Service, last_tick
+        from .status import status
 
-        now = self.app.clock.now()
-        with self.app.store.read() as conn:
-            last = last_tick(conn)
-        upcoming = Service(self.app).upcoming(now, limit=5)
-        return {"status": "ok", "last_run": last,
-                "next": [{**u, "due": u["due"].isoformat()} for u in upcoming]}
+        found = status(self.app, settle_dead=False)
+        return {"status": "ok", "last_run": found.last_run,
+                "next": [{**u, "due": u["due"].isoformat()} for u in found.upcoming[:5]],
+                "paused": sorted(found.paused)}
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:

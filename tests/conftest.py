@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from hypothesis import settings as hypothesis_settings
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
@@ -22,6 +23,11 @@ from cryptography.x509.oid import NameOID
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT_PARTS = ("campaigns", "templates", "schedules", "stakeholders")
 REQUIRE_ALL = os.environ.get("COMMS_TEST_REQUIRE_ALL") == "1"
+
+# Property tests draw the same examples on every run and keep no example database: a run can
+# neither fail by chance nor replay an old failure from a previous checkout's files.
+hypothesis_settings.register_profile("comms", derandomize=True, database=None)
+hypothesis_settings.load_profile("comms")
 
 
 def need(condition: bool, reason: str) -> None:

@@ -94,11 +94,14 @@ def test_yaml_directory_with_attributes(tmp_path: Path) -> None:
 
 
 def emails(store: Store, audience: Audience, narrower: OnlyIf | None = None) -> set[str]:
-    from comms.audience import matches
+    from comms.store.sends import Key
+    from comms.store.targets import reach
+    from comms.targeting import Target
 
+    target = Target(key=Key("c", "s", "once"), audience=audience, only_if=narrower)
     with store.read() as conn:
         return set(conn.execute(select(tables.stakeholders.c.email)
-                                .where(matches(audience, narrower))).scalars())
+                                .where(reach(target))).scalars())
 
 
 def test_audience_filters_on_both_stores(store_url: str) -> None:

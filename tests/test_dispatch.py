@@ -132,10 +132,10 @@ def test_claims_of_a_dead_process_become_uncertain_not_resent(
     key = ledger.Key(campaign.id, "briefing", "once")
     gone = subprocess.Popen(["true"])
     gone.wait()
-    from comms.audience import matches
+    from comms.targeting import for_step
 
     with app.store.write() as conn:
-        ledger.materialise(conn, key, matches(campaign.audience), clock.now())
+        ledger.materialise(conn, for_step(campaign, campaign.steps[0]), clock.now())
         run_id = runs.start(conn, "send", clock.now())
         conn.execute(update(tables.runs).values(pid=gone.pid))
         claimed = ledger.claim(conn, key, run_id, 2, clock.now())

@@ -19,9 +19,12 @@ from comms.app import App
 from comms.campaign import Campaign, Event, Person
 from comms.cli import cli
 from comms.errors import ConfigError, NotFound
-from comms.events import EventState, find_event, import_attendance, seats_left, sync_event
+from comms.events import find_event, import_attendance
+from comms.service import Service
 from comms.store import tables
-from comms.tracking.rsvp import record_answer
+from comms.store.events import EventState
+from comms.store.events import sync as sync_event
+from comms.store.rsvps import record_answer, seats_left
 
 from .conftest import FakeClock
 from .test_dispatch import make_app, outbox
@@ -112,7 +115,7 @@ def test_status_cancelled_in_the_yaml_sends_the_cancellation(
     path.write_text(text.replace("    capacity: 40\n", "    capacity: 40\n    status: cancelled\n"),
                     encoding="utf-8")
     app = make_app(project_dir, store_url, clock)
-    summaries = list(app.dispatcher().send_campaign(app.project.campaign("workshops"), []))
+    summaries = Service(app).send_now(app.project.campaign("workshops"), []).summaries
     assert [(s.step, s.sent) for s in summaries] == [("ws1:cancelled", AUDIENCE)]
     app.close()
 
@@ -330,9 +333,9 @@ def test_attendance_sheet_without_an_email_column_is_refused(
     campaign, event = workshops(app)
     sheet = tmp_path / "sheet.csv"
     sheet.write_text("name,signed\nA,yes\n", encoding="utf-8")
-    with app.store.write() as conn, pytest.raises(
+    with pytest.raises(
             ConfigError, match=r"sheet.csv:1: the sign-in sheet needs an 'email' column"):
-        import_attendance(conn, campaign, event, sheet, now=clock.now())
+        import_attendance(app.store, campaign, event, sheet, now=clock.now())
     sheet.write_text("email\nnot-an-address\n", encoding="utf-8")
     result = run(project_dir, store_url, "events", "attendance", "ws1", str(sheet))
     assert result.exit_code == 2

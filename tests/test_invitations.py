@@ -24,9 +24,10 @@ from comms._types import email_key
 from comms.app import App
 from comms.campaign import Campaign, Step
 from comms.cli import cli
+from comms.service import Service
 from comms.settings import load_settings
 from comms.store import tables
-from comms.tracking.rsvp import record_answer
+from comms.store.rsvps import record_answer
 from comms.transports.sendgrid import SendGridTransport
 from tests.conftest import FakeClock, Tls
 from tests.sinks.sendgrid_server import SendGridSink
@@ -312,7 +313,7 @@ def test_update_then_cancel_sequence(channel: Channel, project_dir: Path,
     edit(project_dir, "starts: 2027-01-14 09:30", "starts: 2027-01-21 10:00")
     edit(project_dir, "ends: 2027-01-14 16:30", "ends: 2027-01-21 16:30")
     app = channel.app(project_dir)
-    summaries = list(app.dispatcher().send_campaign(app.project.campaign("workshops"), []))
+    summaries = Service(app).send_now(app.project.campaign("workshops"), []).summaries
     assert [(s.step, s.sent, s.failed) for s in summaries] == [("ws1:update", AUDIENCE - 1, 0)]
     updates = channel.take()
     assert {email_key(s.to) for s in updates} == everyone_else
@@ -324,8 +325,7 @@ def test_update_then_cancel_sequence(channel: Channel, project_dir: Path,
 
     # a second run has nothing to say
     clock.advance(hours=1)
-    again = list(channel.app(project_dir).dispatcher().send_campaign(
-        app.project.campaign("workshops"), []))
+    again = Service(channel.app(project_dir)).send_now(app.project.campaign("workshops"), []).summaries
     assert sum(s.sent for s in again) == 0
     assert channel.take() == []
 
@@ -333,7 +333,7 @@ def test_update_then_cancel_sequence(channel: Channel, project_dir: Path,
     clock.advance(days=1)
     edit(project_dir, "    capacity: 40\n", "    capacity: 40\n    status: cancelled\n")
     app = channel.app(project_dir)
-    summaries = list(app.dispatcher().send_campaign(app.project.campaign("workshops"), []))
+    summaries = Service(app).send_now(app.project.campaign("workshops"), []).summaries
     assert [(s.step, s.sent) for s in summaries] == [("ws1:cancelled", AUDIENCE - 1)]
     cancels = channel.take()
     assert {email_key(s.to) for s in cancels} == everyone_else
@@ -345,7 +345,7 @@ def test_update_then_cancel_sequence(channel: Channel, project_dir: Path,
     # and once cancelled, nothing more: no repeat, and the invite step refuses to send
     app = channel.app(project_dir)
     campaign, step = workshops(app)
-    after = list(app.dispatcher().send_campaign(campaign, [step]))
+    after = Service(app).send_now(campaign, [step]).summaries
     assert sum(s.sent for s in after) == 0
     assert after[-1].failures == ["the event is cancelled: no invitations are sent"]
     assert channel.take() == []
@@ -371,7 +371,7 @@ def test_a_cancel_step_sends_method_cancel(channel: Channel, project_dir: Path,
     campaign = app.project.campaign("workshops")
     cancel = campaign.step("cancel")
     assert cancel is not None
-    summaries = list(app.dispatcher().send_campaign(campaign, [cancel]))
+    summaries = Service(app).send_now(campaign, [cancel]).summaries
     assert [(s.step, s.sent) for s in summaries] == [("cancel", AUDIENCE - 1)]
     cancels = channel.take()
     assert {email_key(s.to) for s in cancels} == {email_key(s.to) for s in first} - {
@@ -400,10 +400,10 @@ def test_the_cycle_after_a_cancel_step_sends_nothing(project_dir: Path, clock: F
         campaign = app.project.campaign("workshops")
         cancel = campaign.step("cancel")
         assert cancel is not None
-        assert sum(s.sent for s in app.dispatcher().send_campaign(campaign, [cancel])) == AUDIENCE
+        assert sum(s.sent for s in Service(app).send_now(campaign, [cancel]).summaries) == AUDIENCE
         channel.take()
         clock.advance(hours=1)
-        again = list(channel.app(project_dir).dispatcher().send_campaign(campaign, [cancel]))
+        again = Service(channel.app(project_dir)).send_now(campaign, [cancel]).summaries
         assert [(s.step, s.sent) for s in again] == [("cancel", 0)]
         assert channel.take() == []
     finally:

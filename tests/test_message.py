@@ -7,7 +7,7 @@ from pathlib import Path
 
 from comms.message import Composer
 from comms.project import load_project
-from comms.tracking.tokens import Tokens
+from comms.tokens import Tokens
 
 UID = "feedfacefeedfacefeedfacefeedface"
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)

@@ -15,9 +15,9 @@ from comms.cli import cli
 from comms.privacy import export_person, forget_person
 from comms.settings import load_settings
 from comms.store import tables
+from comms.store.rsvps import record_answer
 from comms.store.stakeholders import sync
 from comms.suppression import list_suppressions
-from comms.tracking.rsvp import record_answer
 
 from .conftest import FakeClock
 

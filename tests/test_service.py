@@ -11,12 +11,13 @@ import pytest
 from sqlalchemy import select
 
 from comms.app import App
-from comms.plan import timeline
 from comms.schedule import next_allowed
-from comms.service import Service, set_paused
+from comms.service import Service
 from comms.settings import load_settings
+from comms.status import timeline
 from comms.store import tables
-from comms.tracking.rsvp import record_answer
+from comms.store.campaigns import set_paused
+from comms.store.rsvps import record_answer
 
 from .conftest import FakeClock
 
@@ -116,8 +117,7 @@ def test_whole_programme_sends_what_the_plan_announced_once_each(
     clock = FakeClock(START)
     service = service_for(programme, clock, tmp_path / "comms.db")
     service.app.sync_directory()
-    with service.app.store.read() as conn:
-        plan = timeline(service.project, conn, timezone="Europe/London", now=START, since=START)
+    plan = timeline(service.app, since=START)
     managers = sorted(p.key for p in service.project.directory.people if p.role == "manager")
     accepted = managers[:30]
 
@@ -176,7 +176,7 @@ def test_downtime_within_catch_up_sends_once_beyond_is_missed(programme: Path,
     assert any("programme/invite once: fell due at 2026-12-03T10:00:00+00:00" in m
                for m in report.missed)
     assert not [s for s in report.summaries if s.step == "invite"]
-    from comms.service import missed
+    from comms.store.occurrences import missed
 
     with service.app.store.read() as conn:
         [row] = [m for m in missed(conn) if m["step"] == "invite"]
@@ -254,14 +254,13 @@ def test_a_second_scheduler_on_one_sqlite_database_is_refused(programme: Path,
 
 
 def test_driver_wakes_the_service_at_the_due_time(programme: Path, tmp_path: Path) -> None:
-    """APScheduler, on the real clock: a step due in a moment is sent by the driver."""
-    import time
-
-    from comms.clock import SystemClock
+    """The APScheduler driver, on an injected clock: after a wake it plans the next one for the
+    step's due time, and the wake at that time sends it."""
     from comms.scheduler import Scheduler
     from comms.store.lock import SchedulerLock
 
-    due = datetime.now(UTC) + timedelta(seconds=1.5)
+    clock = FakeClock(datetime(2026, 12, 7, 8, 58, tzinfo=UTC))
+    due = datetime(2026, 12, 7, 8, 59, 30, tzinfo=UTC)
     local = due.astimezone(__import__("zoneinfo").ZoneInfo("Europe/London"))
     path = programme / "campaigns" / "digest.yaml"
     path.write_text(textwrap.dedent(f"""\
@@ -276,14 +275,16 @@ def test_driver_wakes_the_service_at_the_due_time(programme: Path, tmp_path: Pat
             send_at: {local:%Y-%m-%d %H:%M:%S}
         """), encoding="utf-8")
     app = App(load_settings(programme, database_url=f"sqlite:///{tmp_path / 'd.db'}"),
-              clock=SystemClock())
+              clock=clock)
     service = Service(app)
-    scheduler = Scheduler(service, SchedulerLock(app.store), poll_seconds=60)
-    scheduler.start()
+    scheduler = Scheduler(service, SchedulerLock(app.store), poll_seconds=3600)
+    scheduler.start(paused=True)
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not any(s[1] == "soon" for s in sends(service)):
-            time.sleep(0.1)
+        scheduler.wake()
+        assert not any(s[1] == "soon" for s in sends(service))
+        assert scheduler.wake_for_due() == due  # sooner than the next poll
+        clock.current = due
+        scheduler.wake()
     finally:
         scheduler.stop()
     sent = [s for s in sends(service) if s[1] == "soon"]

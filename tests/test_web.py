@@ -102,8 +102,7 @@ def roster(app: App) -> dict[str, dict[str, Any]]:
     campaign = app.project.campaign("workshops")
     event = campaign.event("ws1")
     assert event is not None
-    with app.store.read() as conn:
-        return {row["email"].lower(): row for row in events.roster(conn, campaign, event)}
+    return {row["email"].lower(): row for row in events.roster(app.store, campaign, event)}
 
 
 def heading(html: str) -> str:

@@ -48,7 +48,7 @@ def report(app: App, *, campaign: str | None = None, by: str = "borough") -> Rep
     project = app.project
     chosen = [project.campaign(campaign)] if campaign else list(project.campaigns.values())
     now = app.clock.now()
-    with app.store.read() as conn, metrics.engagement(conn, chosen):
+    with app.store.scratch() as conn, metrics.engagement(conn, chosen):
         by_step = metrics.step_counts(conn)
         sections = [build.campaign_section(conn, c, by=by, timezone=app.settings.timezone,
                                            by_step=by_step) for c in chosen]
@@ -57,12 +57,13 @@ def report(app: App, *, campaign: str | None = None, by: str = "borough") -> Rep
 
 
 def chase(app: App, campaign: str, step: str | None = None) -> list[dict[str, Any]]:
-    """The people sent the campaign (or step) who have not responded: for the team to phone."""
+    """The people sent the campaign (or step) who have not responded and may still be written
+    to (suppressed addresses left out, as targeting leaves them out): for the team to phone."""
     chosen = app.project.campaign(campaign)
     if step is not None and chosen.step(step) is None:
         known = ", ".join(s.id for s in chosen.steps)
         raise NotFound(f"unknown step '{step}' in {campaign} (steps are: {known})")
-    with app.store.read() as conn, metrics.engagement(conn, [chosen]):
+    with app.store.scratch() as conn, metrics.engagement(conn, [chosen]):
         rows = metrics.chase(conn, chosen, step)
     return build.chase_rows(rows)
 

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection
 
 from ..campaign import Campaign
-from ..events import calendar_steps
+from ..targeting import calendar_steps
 from . import metrics
 
 RATES = {  # key: (numerator, denominator)
@@ -88,7 +88,7 @@ def equity(groups: list[dict[str, Any]], totals: Mapping[str, Any]) -> dict[str,
 def events(conn: Connection, campaign: Campaign) -> list[dict[str, Any]]:
     out = []
     for event in campaign.events:
-        counts = metrics.event_counts(conn, campaign, event.id, calendar_steps(campaign, event))
+        counts = metrics.event_counts(conn, campaign, event.id, list(calendar_steps(campaign, event)))
         out.append({
             "event": event.id, "title": event.title, "starts": event.starts.isoformat(),
             "capacity": event.capacity, **counts,

@@ -31,11 +31,12 @@ from sqlalchemy import (
     union_all,
 )
 
-from ..audience import matches
 from ..campaign import Campaign
+from ..responses import HUMAN, Kind
 from ..store import tables
 from ..store.tables import UtcDateTime
-from ..tracking.responses import HUMAN, Kind
+from ..store.targets import reach, suppressed
+from ..targeting import audience_of
 
 #: The counted figures of a campaign, a step or a group, in their documented order.
 COUNTS = ("audience", "sent", "delivered", "bounced", "opened", "clicked", "replied",
@@ -172,9 +173,8 @@ def audience(conn: Connection, campaign: Campaign, step: str | None = None) -> i
     was sent a message of it, whatever the audience says today."""
     st = tables.stakeholders
     found = campaign.step(step) if step else None
-    narrower = found.only_if if found else None
     return int(conn.execute(select(func.count()).select_from(st).where(
-        or_(matches(campaign.audience, narrower), _was_sent(campaign.id, step)))).scalar_one())
+        or_(reach(audience_of(campaign, found)), _was_sent(campaign.id, step)))).scalar_one())
 
 
 def _was_sent(campaign: str, step: str | None) -> ColumnElement[bool]:
@@ -194,7 +194,7 @@ def group_counts(conn: Connection, campaign: Campaign, by: str) -> dict[str | No
     st, pc = tables.stakeholders, person_campaign
     column = st.c[by]
     joined = st.outerjoin(pc, and_(pc.c.stakeholder_id == st.c.id, pc.c.campaign == campaign.id))
-    in_audience = or_(matches(campaign.audience), pc.c.sent == 1)
+    in_audience = or_(reach(audience_of(campaign)), pc.c.sent == 1)
     rows = conn.execute(select(column.label("grp"), func.count().label("audience"), *_sums(pc))
                         .select_from(joined).where(in_audience).group_by(column)
                         .order_by(column))
@@ -276,6 +276,6 @@ def chase(conn: Connection, campaign: Campaign, step: str | None) -> list[dict[s
         select(st.c.first_name, st.c.last_name, st.c.display_email, st.c.organisation,
                st.c.borough, st.c.role, st.c.job_title, st.c.attributes, people.c.bounced)
         .join(people, people.c.stakeholder_id == st.c.id)
-        .where(~responded.exists(), ~left)
+        .where(~responded.exists(), ~left, ~suppressed())
         .order_by(st.c.borough, st.c.organisation, st.c.last_name, st.c.first_name)).all()
     return [row._asdict() for row in rows]

@@ -8,12 +8,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from ..errors import StoreError
-from . import tables
 
+Conn = Connection  # what the store's transactions hand out, named for modules outside the store
 HEAD = "0005"  # the newest migration; tests check it against migrations/versions
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -38,20 +38,39 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction (``BEGIN IMMEDIATE`` on SQLite, so writers queue instead of failing)."""
-        try:
-            with self.engine.connect() as conn:
-                conn = conn.execution_options(comms_immediate=True)
-                with conn.begin():
-                    yield conn
-        except OperationalError as exc:
-            raise StoreError(f"store error: {_reason(exc)}") from None
+        with self._transaction("write") as conn:
+            yield conn
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
+        """A read-only transaction: any write inside it raises :class:`StoreError` (SQLite's
+        ``query_only``, PostgreSQL's ``READ ONLY``), so what only looks can never change anything."""
+        with self._transaction("read") as conn:
+            yield conn
+
+    @contextmanager
+    def scratch(self) -> Iterator[Connection]:
+        """A transaction that is always rolled back: for work tables (reports) that must leave
+        nothing behind."""
+        with self._transaction("scratch") as conn:
+            yield conn
+
+    @contextmanager
+    def _transaction(self, mode: str) -> Iterator[Connection]:
         try:
-            with self.engine.connect() as conn, conn.begin():
-                yield conn
-        except OperationalError as exc:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(comms_mode=mode)
+                transaction = conn.begin()
+                try:
+                    yield conn
+                except BaseException:
+                    transaction.rollback()
+                    raise
+                if mode == "write":
+                    transaction.commit()
+                else:
+                    transaction.rollback()
+        except DBAPIError as exc:
             raise StoreError(f"store error: {_reason(exc)}") from None
 
     def migrate(self) -> None:
@@ -65,7 +84,7 @@ class Store:
         config = Config()
         config.set_main_option("script_location", str(_MIGRATIONS))
         with self.engine.connect() as conn:
-            conn = conn.execution_options(comms_immediate=True)
+            conn = conn.execution_options(comms_mode="write")
             with conn.begin():
                 if self.dialect == "postgresql":
                     conn.execute(text("SELECT pg_advisory_xact_lock(7402163910)"))
@@ -81,15 +100,10 @@ class Store:
         """
         if name in self._secrets:
             return self._secrets[name]
-        from .upsert import insert_ignore
+        from . import meta
 
-        key = f"secret:{name}"
-        query = select(tables.meta.c.value).where(tables.meta.c.key == key)
-        with self.write() as conn:
-            if conn.execute(query).scalar() is None:  # processes starting together: one wins
-                insert_ignore(conn, tables.meta, [{"key": key, "value": secrets.token_urlsafe(32)}],
-                              ["key"])
-            value: str = conn.execute(query).scalar_one()
+        with self.write() as conn:  # processes starting together: one wins, all read it back
+            value = meta.put_if_absent(conn, f"secret:{name}", secrets.token_urlsafe(32))
         self._secrets[name] = value
         return value
 
@@ -112,8 +126,11 @@ def _engine(url: str) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        _begin_by_mode(engine)
+        return engine
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    _begin_by_mode(engine)
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -129,12 +146,22 @@ def _engine(url: str) -> Engine:
         cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
 
+    return engine
+
+
+def _begin_by_mode(engine: Engine) -> None:
+    """Start each transaction as its mode says: SQLite writers take the write lock at once
+    (``BEGIN IMMEDIATE``) and readers are ``query_only``; PostgreSQL readers are ``READ ONLY``."""
+    sqlite = engine.dialect.name == "sqlite"
+
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        immediate = conn.get_execution_options().get("comms_immediate")
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine
+        mode = conn.get_execution_options().get("comms_mode", "scratch")
+        if sqlite:  # (a query_only connection could not even BEGIN IMMEDIATE: set it first)
+            conn.exec_driver_sql(f"PRAGMA query_only={int(mode == 'read')}")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "write" else "BEGIN")
+        elif mode == "read":
+            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
 
 
 def _safe(url: str) -> str:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -23,14 +23,17 @@ from sqlalchemy import (
     insert,
     literal,
     literal_column,
+    or_,
     select,
     update,
 )
 
-from . import tables
+from . import tables, targets
 from .upsert import dialect_insert
 
-ONCE = "once"  # the occurrence of a step that happens once (all but cron steps)
+if TYPE_CHECKING:
+    from ..targeting import Target
+
 STATES = ("pending", "claimed", "sent", "failed", "uncertain", "suppressed", "skipped",
           "missed")
 s, st = tables.sends, tables.stakeholders
@@ -60,41 +63,65 @@ def _random_uid(conn: Connection) -> Any:
     return literal_column("lower(hex(randomblob(16)))")
 
 
-def materialise(conn: Connection, key: Key, audience: ColumnElement[bool], now: datetime, *,
-                after: tuple[str, timedelta | None] | None = None,
-                condition: ColumnElement[bool] | None = None,
-                missed_before: datetime | None = None) -> int:
-    """Create sends for everyone in the audience who has none for this key yet: ``pending``,
-    or ``skipped`` for those who do not meet ``condition`` now (final for this occurrence).
-
-    With ``after=(step, delay)``, only people whose send of that step (same campaign) went out
-    at least ``delay`` ago (any time, with ``delay`` None); those whose own due time
-    (sent + delay) is before ``missed_before`` are recorded as ``missed`` instead.
-    """
-    whens: list[Any] = []
-    parent = s.alias("parent")
-    if after is not None and after[1] is not None and missed_before is not None:
-        whens.append((parent.c.sent_at < missed_before - after[1], literal("missed")))
-    if condition is not None:
-        whens.append((~condition, literal("skipped")))
-    status: Any = case(*whens, else_=literal("pending")) if whens else literal("pending")
-    query = select(_random_uid(conn), literal(key.campaign), literal(key.step),
-                   literal(key.occurrence), st.c.id, status,
-                   literal(now, tables.UtcDateTime())).where(audience)
-    if after is not None:
-        parent_step, delay = after
-        query = query.join_from(st, parent, and_(
-            parent.c.stakeholder_id == st.c.id, parent.c.campaign == key.campaign,
-            parent.c.step == parent_step, parent.c.status == "sent"))
-        if delay is not None:
-            query = query.where(parent.c.sent_at <= now - delay)
-    query = query.where(~select(s.c.id).where(key.where(), s.c.stakeholder_id == st.c.id).exists())
+def materialise(conn: Connection, target: Target, now: datetime) -> int:
+    """Create a send for everyone the target reaches who has none for its key yet, in the state
+    :func:`comms.store.targets.selection` gives (``pending``, ``skipped``, ``missed`` or
+    ``suppressed``; nobody whose ``after`` delay has not passed). Final for this occurrence."""
+    chosen = targets.selection(target, now).subquery("chosen")
+    query = (select(_random_uid(conn), literal(target.key.campaign), literal(target.key.step),
+                    literal(target.key.occurrence), chosen.c.stakeholder_id, chosen.c.state,
+                    literal(now, tables.UtcDateTime()))
+             .where(chosen.c.state != targets.WAITING))
     columns = ["uid", "campaign", "step", "occurrence", "stakeholder_id", "status", "created_at"]
     # Another process may be materialising the same key right now: skip what it inserted.
     stmt = dialect_insert(conn, s).from_select(columns, query).on_conflict_do_nothing(
         index_elements=["campaign", "step", "occurrence", "stakeholder_id"])
-    result = conn.execute(stmt)
-    return result.rowcount or 0
+    return conn.execute(stmt).rowcount or 0
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    """What sending a target now does: the counts a real run reports, known before it runs."""
+
+    would_send: int = 0
+    already_sent: int = 0
+    suppressed: int = 0
+    skipped: int = 0
+    missed: int = 0
+    waiting: int = 0
+    failed: int = 0
+    uncertain: int = 0
+    claimed: int = 0  # being sent by another process right now
+
+
+def forecast(conn: Connection, target: Target, now: datetime, *,
+             resend_uncertain: bool = False) -> Forecast:
+    """The outcome of :func:`materialise` plus the run that follows, computed without writing:
+    new sends by the state they would get, and the key's existing sends by where they go
+    (pending, retryable failures and, on request, uncertain sends are sent unless suppressed)."""
+    chosen = targets.selection(target, now).subquery("chosen")
+    new = Counter({state: int(n) for state, n in conn.execute(
+        select(chosen.c.state, func.count()).group_by(chosen.c.state))})
+    goes = or_(s.c.status == "pending", and_(s.c.status == "failed", s.c.retryable))
+    if resend_uncertain:
+        goes = or_(goes, s.c.status == "uncertain")
+    fate = case((and_(goes, targets.suppressed()), literal("suppressed")),
+                (goes, literal("pending")), else_=s.c.status)
+    old = Counter({state: int(n) for state, n in conn.execute(
+        select(fate, func.count()).select_from(s.join(st, st.c.id == s.c.stakeholder_id))
+        .where(target.key.where()).group_by(fate))})
+    return Forecast(would_send=new["pending"] + old["pending"], already_sent=old["sent"],
+                    suppressed=new["suppressed"] + old["suppressed"],
+                    skipped=new["skipped"] + old["skipped"], missed=new["missed"] + old["missed"],
+                    waiting=new[targets.WAITING], failed=old["failed"],
+                    uncertain=old["uncertain"], claimed=old["claimed"])
+
+
+def would_send(conn: Connection, target: Target, now: datetime) -> Any:
+    """The people a run would send to now that have no send yet (for a dry run to render)."""
+    chosen = targets.selection(target, now).subquery("chosen")
+    return conn.execute(select(st).join(chosen, chosen.c.stakeholder_id == st.c.id)
+                        .where(chosen.c.state == "pending").order_by(st.c.id)).mappings()
 
 
 def any_sent(conn: Connection, campaign: str, steps: Sequence[str]) -> bool:
@@ -123,9 +150,8 @@ def reopen_uncertain(conn: Connection, key: Key) -> int:
 
 
 def mark_suppressed(conn: Connection, key: Key) -> int:
-    sup = tables.suppressions
-    ids = select(st.c.id).where(st.c.email.in_(
-        select(sup.c.email).where(sup.c.email.is_not(None))))
+    """Pending sends of addresses suppressed since they were created are never sent."""
+    ids = select(st.c.id).where(targets.suppressed())
     result = conn.execute(update(s).where(key.where(), s.c.status == "pending",
                                           s.c.stakeholder_id.in_(ids))
                           .values(status="suppressed"))
@@ -244,9 +270,103 @@ def uncertain(conn: Connection, campaign: str | None = None) -> list[dict[str, A
     return [dict(r) for r in conn.execute(query).mappings()]
 
 
-def unsent_audience(conn: Connection, key: Key, audience: ColumnElement[bool]) -> Any:
-    """People in the audience without a send for this key (for dry runs)."""
-    return conn.execute(select(st).where(audience, ~select(s.c.id).where(
-        key.where(), s.c.stakeholder_id == st.c.id).exists()).order_by(st.c.id)).mappings()
+@dataclass(frozen=True, slots=True)
+class SendRef:
+    """A send and who it went to."""
+
+    id: int
+    campaign: str
+    step: str
+    stakeholder_id: int
+    email: str  # case-folded
+    first_name: str
+    display_email: str
 
 
+def by_uid(conn: Connection, uid: str) -> SendRef | None:
+    """The send whose opaque uid a link, a reply or a provider event carries."""
+    row = conn.execute(select(s.c.id, s.c.campaign, s.c.step, s.c.stakeholder_id, st.c.email,
+                              st.c.first_name, st.c.display_email)
+                       .join(st, st.c.id == s.c.stakeholder_id).where(s.c.uid == uid)).first()
+    return SendRef(*row) if row else None
+
+
+def newest_of(conn: Connection, uids: Sequence[str]) -> SendRef | None:
+    """The newest of the sends with these uids (a reply's References may name several)."""
+    row = conn.execute(select(s.c.id, s.c.campaign, s.c.step, s.c.stakeholder_id, st.c.email,
+                              st.c.first_name, st.c.display_email)
+                       .join(st, st.c.id == s.c.stakeholder_id)
+                       .where(s.c.uid.in_(list(uids))).order_by(s.c.id.desc())).first()
+    return SendRef(*row) if row else None
+
+
+def settle_sent(conn: Connection, send_ids: Sequence[int]) -> int:
+    """Uncertain sends that the provider reported on were accepted by it: they are ``sent``."""
+    if not send_ids:
+        return 0
+    result = conn.execute(update(s).where(s.c.id.in_(list(send_ids)), s.c.status == "uncertain")
+                          .values(status="sent", sent_at=func.coalesce(s.c.sent_at, s.c.claimed_at)))
+    return result.rowcount or 0
+
+
+def set_delivery(conn: Connection, changes: Sequence[tuple[int, str, datetime]]) -> None:
+    """Record (send id, delivery state, since when) for each send."""
+    if changes:
+        conn.execute(update(s).where(s.c.id == bindparam("b_id"))
+                     .values(delivery=bindparam("b_delivery"), delivery_at=bindparam("b_at")),
+                     [{"b_id": i, "b_delivery": d, "b_at": at} for i, d, at in changes])
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A send as the provider's events settle it."""
+
+    id: int
+    stakeholder_id: int
+    campaign: str
+    step: str
+    status: str
+    delivery: str | None
+    delivery_at: datetime | None
+    email: str
+
+
+def lock_by_uid(conn: Connection, uids: set[str]) -> dict[str, Delivery]:
+    """Our sends by uid, locked in id order (PostgreSQL) so concurrent webhook batches touching
+    the same sends take turns, and each recomputes over what the other committed."""
+    if not uids:
+        return {}
+    query = (select(s.c.uid, s.c.id, s.c.stakeholder_id, s.c.campaign, s.c.step, s.c.status,
+                    s.c.delivery, s.c.delivery_at, st.c.email)
+             .join(st, st.c.id == s.c.stakeholder_id)
+             .where(s.c.uid.in_(sorted(uids))).order_by(s.c.id))
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(of=s)
+    return {row[0]: Delivery(*row[1:]) for row in conn.execute(query)}
+
+
+def sent_counts(conn: Connection) -> dict[tuple[str, str, str], int]:
+    """Per (campaign, step, occurrence): how many sends went."""
+    rows = conn.execute(select(s.c.campaign, s.c.step, s.c.occurrence, func.count())
+                        .where(s.c.status == "sent")
+                        .group_by(s.c.campaign, s.c.step, s.c.occurrence))
+    return {(c, st_, o): int(n) for c, st_, o, n in rows}
+
+
+def after_parents(conn: Connection, campaign: str, step: str, parent: str
+                  ) -> tuple[int, datetime | None, datetime | None]:
+    """For an ``after`` step: how many people were sent ``parent`` and have no send of ``step``
+    (nor are suppressed), and when the parent first reached the first and the last of them."""
+    child = s.alias("child")
+    firsts = (select(s.c.stakeholder_id, func.min(s.c.sent_at).label("sent_at"))
+              .where(s.c.campaign == campaign, s.c.step == parent, s.c.status == "sent")
+              .group_by(s.c.stakeholder_id).subquery("firsts"))
+    waiting = and_(~select(child.c.id).where(child.c.campaign == campaign, child.c.step == step,
+                                             child.c.stakeholder_id == firsts.c.stakeholder_id
+                                             ).exists(),
+                   firsts.c.stakeholder_id.in_(select(st.c.id).where(~targets.suppressed())))
+    n, first, last = conn.execute(select(func.count(), func.min(firsts.c.sent_at),
+                                         func.max(firsts.c.sent_at)).where(waiting)).one()
+    utc = tables.UtcDateTime()
+    return int(n), utc.process_result_value(first, conn.dialect), utc.process_result_value(
+        last, conn.dialect)

@@ -8,15 +8,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, and_, func, select, update
 
 from ..audience import Stakeholder, to_row
-from ..suppression import AddressHasher, forgotten_hashes
-from . import Store, tables
+from . import Store, tables, targets
+from .suppressions import forgotten_hashes
 from .upsert import upsert
 
 _BATCH = 1000
+
+if TYPE_CHECKING:
+    from ..targeting import Target
 
 
 @dataclass(slots=True)
@@ -47,6 +51,8 @@ def sync(store: Store, people: Sequence[Stakeholder], *, now: datetime,
             seen = conn.execute(select(m.c.value).where(m.c.key == fingerprint_key)).scalar()
         if seen == fingerprint_value:
             return result
+    from ..suppression import AddressHasher
+
     hasher = AddressHasher(store)
     s = tables.stakeholders
     by_source: dict[str, set[str]] = defaultdict(set)
@@ -78,7 +84,6 @@ def sync(store: Store, people: Sequence[Stakeholder], *, now: datetime,
     return result
 
 
-
 def listing(conn: Connection, *, role: str | None = None,
             borough: str | None = None) -> list[dict[str, object]]:
     s = tables.stakeholders
@@ -92,3 +97,39 @@ def listing(conn: Connection, *, role: str | None = None,
         rows.append(dict(row) | {"email": row["display_email"],
                                  "tags": [t for t in row["tags"].split(";") if t]})
     return rows
+
+
+def ids_by_email(conn: Connection, emails: Sequence[str]) -> dict[str, int]:
+    """Stakeholder ids by case-folded address, for those of ``emails`` in the store."""
+    s = tables.stakeholders
+    found: dict[str, int] = {}
+    for i in range(0, len(emails), _BATCH):
+        found.update(conn.execute(select(s.c.email, s.c.id).where(
+            s.c.email.in_(emails[i:i + _BATCH]))).tuples().all())
+    return found
+
+
+def by_email(conn: Connection, email: str) -> dict[str, Any] | None:
+    """The stakeholder's row (by case-folded address), or None."""
+    s = tables.stakeholders
+    row = conn.execute(select(s).where(s.c.email == email)).mappings().first()
+    return dict(row) if row else None
+
+
+def count(conn: Connection, target: Target) -> int:
+    """How many people a target reaches (sends or suppression aside)."""
+    s = tables.stakeholders
+    return int(conn.execute(select(func.count()).select_from(s).where(targets.reach(target)))
+               .scalar_one())
+
+
+def reached(conn: Connection, target: Target) -> Any:
+    """The rows of everyone a target reaches, in id order (sends or suppression aside)."""
+    s = tables.stakeholders
+    return conn.execute(select(s).where(targets.reach(target)).order_by(s.c.id)).mappings()
+
+
+def is_reached(conn: Connection, target: Target, email: str) -> bool:
+    s = tables.stakeholders
+    return conn.execute(select(s.c.id).where(targets.reach(target), s.c.email == email)
+                        ).first() is not None

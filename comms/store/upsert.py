@@ -27,7 +27,8 @@ def upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]], key: 
     conn.execute(stmt, rows)
 
 
-def dialect_insert(conn: Connection, table: Table) -> Any:
-    """The dialect's INSERT, which knows ON CONFLICT."""
-    module = postgresql if conn.dialect.name == "postgresql" else sqlite
+def dialect_insert(conn: Connection | str, table: Table) -> Any:
+    """The dialect's INSERT (for a connection or a dialect name), which knows ON CONFLICT."""
+    name = conn if isinstance(conn, str) else conn.dialect.name
+    module = postgresql if name == "postgresql" else sqlite
     return module.insert(table)

@@ -9,18 +9,15 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
-from sqlalchemy import insert, select
-
+from .._text import html_to_text
+from ..events import EventCancelled
 from ..invite import replies_in_message
-from ..render import html_to_text
-from ..store import tables
-from .responses import Kind
-from .rsvp import EventCancelled, Rsvps, UnknownInvitation
-
-if TYPE_CHECKING:
-    from ..app import App
+from ..responses import Kind, Response
+from ..store import responses as stored_responses
+from ..store import sends
+from .rsvp import Rsvps, UnknownInvitation
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +31,8 @@ class InboundResult:
     messages: int = 0
 
 
-def process_message(app: App, raw: bytes, result: InboundResult | None = None) -> InboundResult:
+def process_message(rsvps: Rsvps, raw: bytes, result: InboundResult | None = None
+                    ) -> InboundResult:
     """Record every calendar reply in one raw RFC 5322 message. Unknown events or people are
     logged and counted, never raised: a webhook must not retry them forever."""
     result = result or InboundResult()
@@ -47,9 +45,8 @@ def process_message(app: App, raw: bytes, result: InboundResult | None = None) -
         log.warning("inbound: unreadable calendar part: %s", exc)
         return result
     if not replies:
-        _record_reply(app, message, result)
+        _record_reply(rsvps, message, result)
         return result
-    rsvps = Rsvps(app)
     for reply in replies:
         try:
             invitation = rsvps.by_reply(reply)
@@ -70,25 +67,23 @@ _MESSAGE_ID = re.compile(r"<([0-9a-f]{32})@[^>]+>")
 MAX_REPLY_TEXT = 20_000
 
 
-def _record_reply(app: App, message: EmailMessage, result: InboundResult) -> None:
+def _record_reply(rsvps: Rsvps, message: EmailMessage, result: InboundResult) -> None:
     """A reply to a campaign email: a ``replied`` response on the send it answers, matched by
     In-Reply-To or References (our Message-IDs are ``<send id@domain>``), its text kept."""
     wanted = " ".join(str(message.get(h, "")) for h in ("In-Reply-To", "References"))
     uids = _MESSAGE_ID.findall(wanted)
     if not uids:
         return  # ordinary mail in the mailbox: none of comms' business
-    s = tables.sends
-    now = app.clock.now()
-    with app.store.write() as conn:
-        send = conn.execute(select(s.c.id, s.c.campaign, s.c.step, s.c.stakeholder_id)
-                            .where(s.c.uid.in_(uids)).order_by(s.c.id.desc())).first()
+    now = rsvps.clock.now()
+    with rsvps.store.write() as conn:
+        send = sends.newest_of(conn, uids)
         if send is None:
             result.unmatched.append("a reply to an email this store did not send")
             return
-        conn.execute(insert(tables.responses).values(
-            send_id=send.id, stakeholder_id=send.stakeholder_id, campaign=send.campaign,
-            step=send.step, kind=Kind.REPLIED, detail=_text_of(message)[:MAX_REPLY_TEXT],
-            occurred_at=_date(message) or now, received_at=now))
+        stored_responses.insert(conn, [Response(
+            kind=Kind.REPLIED, occurred_at=_date(message) or now, send_id=send.id,
+            stakeholder_id=send.stakeholder_id, campaign=send.campaign, step=send.step,
+            detail=_text_of(message)[:MAX_REPLY_TEXT])], received_at=now)
     result.recorded.append(f"{send.campaign}/{send.step}: replied")
 
 

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING
 
 from ..errors import CommsError, ConfigError
 from .inbound import InboundResult, process_message
+from .rsvp import Rsvps
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +28,12 @@ MBOX_SUFFIXES = (".mbox", ".mbx")
 # --- files ----------------------------------------------------------------------------------
 
 
-def import_path(app: App, path: Path | str) -> InboundResult:
+def import_path(rsvps: Rsvps, path: Path | str) -> InboundResult:
     """Record the calendar replies in a .eml file, an mbox file, or a folder of either (searched
     recursively; a Maildir folder is read as one)."""
     result = InboundResult()
     for raw in messages_in(Path(path)):
-        process_message(app, raw, result)
+        process_message(rsvps, raw, result)
     return result
 
 
@@ -107,10 +108,9 @@ def _maildir(folder: Path) -> Iterator[bytes]:
 # --- IMAP -----------------------------------------------------------------------------------
 
 
-def poll_imap(app: App) -> InboundResult:
+def poll_imap(rsvps: Rsvps, settings: Settings) -> InboundResult:
     """Fetch the unread messages of the IMAP folder, record their calendar replies, mark each
     message read once it has been processed (a crash leaves the rest unread for the next poll)."""
-    settings = app.settings
     if not settings.imap_host:
         raise ConfigError("no IMAP mailbox is set: set COMMS_IMAP_HOST, COMMS_IMAP_USERNAME and "
                           "COMMS_IMAP_PASSWORD (or imap_host, ... in comms.toml)", key="imap_host")
@@ -131,7 +131,7 @@ def poll_imap(app: App) -> InboundResult:
         for uid in _unseen(conn, where):
             raw = _fetch(conn, uid, where)
             if raw is not None:
-                process_message(app, raw, result)
+                process_message(rsvps, raw, result)
             _check(conn.uid("STORE", uid, "+FLAGS", r"(\Seen)"), where, "mark as read")
     except (imaplib.IMAP4.error, OSError) as exc:
         raise CommsError(f"{where}: {_reason(exc, password)}") from None

@@ -39,15 +39,15 @@ def test_reply_is_recorded_on_the_send_it_answers(project_dir: Path, store_url: 
         send_id, uid = conn.execute(select(s.c.id, s.c.uid).join(st, st.c.id == s.c.stakeholder_id)
                                     .where(st.c.email == "tariq.nowak@bexley-ct.nhs.example")).one()
     raw = REPLY.format(in_reply_to=f"<{uid}@sel-learning.example>").encode()
-    result = process_message(app, raw)
+    result = process_message(app.rsvps, raw)
     assert result.recorded == ["nmdi-awareness/launch: replied"] and result.unmatched == []
     with app.store.read() as conn:
         row = conn.execute(select(r.c.send_id, r.c.kind, r.c.detail, r.c.occurred_at)).one()
     assert (row.send_id, row.kind) == (send_id, "replied")
     assert row.detail.startswith("Thank you — I would like to take part.")
     assert row.occurred_at.isoformat() == "2026-12-02T10:15:00+00:00"
-    other = process_message(app, REPLY.format(in_reply_to="<x@elsewhere.example>").encode())
+    other = process_message(app.rsvps, REPLY.format(in_reply_to="<x@elsewhere.example>").encode())
     assert other.recorded == [] and other.unmatched == []  # ordinary mail is left alone
-    unknown = process_message(app, REPLY.format(in_reply_to=f"<{'f' * 32}@x.example>").encode())
+    unknown = process_message(app.rsvps, REPLY.format(in_reply_to=f"<{'f' * 32}@x.example>").encode())
     assert unknown.unmatched == ["a reply to an email this store did not send"]
     app.close()

@@ -164,8 +164,7 @@ def rows_by_email(app: App) -> dict[str, dict[str, Any]]:
     campaign = app.project.campaign("workshops")
     event = campaign.event("ws1")
     assert event is not None
-    with app.store.read() as conn:
-        return {row["email"].lower(): row for row in roster(conn, campaign, event)}
+    return {row["email"].lower(): row for row in roster(app.store, campaign, event)}
 
 
 def rsvp_count(app: App) -> int:
@@ -202,7 +201,7 @@ def test_a_single_eml_reply_lands_in_the_roster(app: App, clock: FakeClock, tmp_
                                                 client: Any, partstat: str) -> None:
     path = tmp_path / "reply.eml"
     path.write_bytes(client(TARIQ, partstat))
-    result = import_path(app, path)
+    result = import_path(app.rsvps, path)
     status = partstat.lower()
     assert (result.messages, result.recorded, result.unmatched) == (
         1, [f"workshops/ws1: {status}"], [])  # Gmail's two copies count once
@@ -219,7 +218,7 @@ def test_a_folder_is_read_recursively_and_other_files_are_ignored(
     (folder / "2026" / "December" / "tentative.eml").write_bytes(third)
     (folder / "2026" / "notes.txt").write_text("not mail", encoding="utf-8")
     (folder / ".hidden.eml").write_bytes(b"garbage")
-    result = import_path(app, folder)
+    result = import_path(app.rsvps, folder)
     assert result.messages == 3
     assert sorted(result.recorded) == ["workshops/ws1: accepted", "workshops/ws1: declined",
                                        "workshops/ws1: tentative"]
@@ -236,7 +235,7 @@ def test_an_mbox_file_is_read_by_suffix_or_by_its_from_line(
     box.flush()
     box.close()
     assert path.read_bytes().startswith(b"From ")
-    result = import_path(app, path)
+    result = import_path(app.rsvps, path)
     assert (result.messages, len(result.recorded), result.unmatched) == (4, 3, [])
     assert_answers(app, clock, THREE)
 
@@ -245,7 +244,7 @@ def test_a_maildir_folder_is_read(app: App, clock: FakeClock, tmp_path: Path) ->
     box = mailbox.Maildir(tmp_path / "Maildir")
     for raw in three_replies():
         box.add(raw)
-    result = import_path(app, tmp_path / "Maildir")
+    result = import_path(app.rsvps, tmp_path / "Maildir")
     assert (result.messages, len(result.recorded)) == (3, 3)
     assert_answers(app, clock, THREE)
 
@@ -253,10 +252,10 @@ def test_a_maildir_folder_is_read(app: App, clock: FakeClock, tmp_path: Path) ->
 def test_answering_again_by_calendar_changes_the_answer(app: App, clock: FakeClock,
                                                         tmp_path: Path) -> None:
     (tmp_path / "1.eml").write_bytes(outlook_reply(TARIQ, "ACCEPTED"))
-    import_path(app, tmp_path / "1.eml")
+    import_path(app.rsvps, tmp_path / "1.eml")
     clock.advance(hours=3)
     (tmp_path / "2.eml").write_bytes(gmail_reply(TARIQ, "DECLINED", sequence=0))
-    assert import_path(app, tmp_path / "2.eml").recorded == ["workshops/ws1: declined"]
+    assert import_path(app.rsvps, tmp_path / "2.eml").recorded == ["workshops/ws1: declined"]
     assert_answers(app, clock, {TARIQ[1]: "declined"})
 
 
@@ -270,7 +269,7 @@ def test_unknown_event_or_attendee_is_unmatched_and_records_nothing(
         app: App, tmp_path: Path, reply: bytes, reason: str) -> None:
     path = tmp_path / "reply.eml"
     path.write_bytes(reply)
-    result = import_path(app, path)
+    result = import_path(app.rsvps, path)
     assert (result.messages, result.recorded, result.unmatched) == (1, [], [reason])
     assert "stranger" not in reason.lower()  # addresses stay out of logs and output
     assert rsvp_count(app) == 0
@@ -279,14 +278,14 @@ def test_unknown_event_or_attendee_is_unmatched_and_records_nothing(
 
 def test_mail_without_a_calendar_is_counted_and_ignored(app: App, tmp_path: Path) -> None:
     (tmp_path / "q.eml").write_bytes(plain_mail())
-    result = import_path(app, tmp_path / "q.eml")
+    result = import_path(app.rsvps, tmp_path / "q.eml")
     assert (result.messages, result.recorded, result.unmatched) == (1, [], [])
     assert rsvp_count(app) == 0
 
 
 def test_missing_path_is_a_config_error(app: App, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file or folder"):
-        import_path(app, tmp_path / "nope")
+        import_path(app.rsvps, tmp_path / "nope")
 
 
 def test_cli_inbox_import(app: App, clock: FakeClock, store_url: str, tmp_path: Path) -> None:
@@ -459,6 +458,10 @@ class ImapServer:
         return [(n, m) for n, m in enumerate(mails, 1) if (m.uid if uid_mode else n) in wanted]
 
 
+def poll(app: App) -> Any:
+    return poll_imap(app.rsvps, app.settings)
+
+
 def imap_app(app: App, port: int, **changes: Any) -> App:
     """The same project and store, with IMAP settings."""
     from comms.settings import load_settings
@@ -477,7 +480,7 @@ def test_poll_records_unread_replies_and_marks_them_read(app: App, clock: FakeCl
     with ImapServer(IMAP_USER, IMAP_PASSWORD, {"INBOX": mails}) as server:
         server.folders["INBOX"][1].flags.add("\\Seen")
         polling = imap_app(app, server.port)
-        result = poll_imap(polling)
+        result = poll(polling)
         assert result.messages == 5  # the message read before is left alone
         assert sorted(result.recorded) == ["workshops/ws1: accepted", "workshops/ws1: declined",
                                            "workshops/ws1: tentative"]
@@ -486,7 +489,7 @@ def test_poll_records_unread_replies_and_marks_them_read(app: App, clock: FakeCl
         assert all("\\Seen" in flags for flags in server.flags())
         assert server.logins == [IMAP_USER]
         assert "UID SEARCH" in server.commands and "LOGOUT" in server.commands
-        again = poll_imap(polling)
+        again = poll(polling)
         assert (again.messages, again.recorded) == (0, [])
         polling.close()
     assert_answers(app, clock, THREE)  # George's earlier "accepted" was already read: not used
@@ -496,11 +499,11 @@ def test_poll_reads_the_configured_folder(app: App, clock: FakeClock) -> None:
     folders = {"INBOX": [outlook_reply(RHYS, "DECLINED")],
                "Calendar Replies": [outlook_reply(TARIQ, "ACCEPTED")]}
     with ImapServer(IMAP_USER, IMAP_PASSWORD, folders) as server:
-        result = poll_imap(imap_app(app, server.port, imap_folder="Calendar Replies"))
+        result = poll(imap_app(app, server.port, imap_folder="Calendar Replies"))
         assert result.recorded == ["workshops/ws1: accepted"]
         assert server.flags("INBOX") == [set()]
         with pytest.raises(CommsError, match=r"cannot open folder 'Archive'.*COMMS_IMAP_FOLDER"):
-            poll_imap(imap_app(app, server.port, imap_folder="Archive"))
+            poll(imap_app(app, server.port, imap_folder="Archive"))
     assert_answers(app, clock, {TARIQ[1]: "accepted"})
 
 
@@ -520,16 +523,16 @@ def test_a_failure_mid_poll_leaves_the_unprocessed_messages_unread(
     monkeypatch.setattr(comms_mailbox, "process_message", flaky)
     with ImapServer(IMAP_USER, IMAP_PASSWORD, {"INBOX": mails}) as server:
         with pytest.raises(CommsError, match="database went away"):
-            poll_imap(imap_app(app, server.port))
+            poll(imap_app(app, server.port))
         assert server.flags() == [{"\\Seen"}, set(), set()]
         monkeypatch.setattr(comms_mailbox, "process_message", real)
-        assert len(poll_imap(imap_app(app, server.port)).recorded) == 2
+        assert len(poll(imap_app(app, server.port)).recorded) == 2
 
 
 def test_wrong_password_is_a_clear_error_without_the_password(app: App) -> None:
     with ImapServer(IMAP_USER, "the-right-one", {"INBOX": []}) as server:
         with pytest.raises(CommsError) as caught:
-            poll_imap(imap_app(app, server.port))
+            poll(imap_app(app, server.port))
     message = str(caught.value)
     assert message == (f"IMAP 127.0.0.1:{server.port}: login as '{IMAP_USER}' refused: "
                        "[AUTHENTICATIONFAILED] Invalid credentials (Failure)")
@@ -542,15 +545,15 @@ def test_nothing_listening_is_a_connection_error(app: App) -> None:
         port = probe.getsockname()[1]
     with pytest.raises(CommsError, match=rf"IMAP 127.0.0.1:{port}: cannot connect: .*"
                                          r"check COMMS_IMAP_HOST") as caught:
-        poll_imap(imap_app(app, port))
+        poll(imap_app(app, port))
     assert IMAP_PASSWORD not in str(caught.value)
 
 
 def test_no_imap_host_is_a_config_error(app: App) -> None:
     with pytest.raises(ConfigError, match="set COMMS_IMAP_HOST"):
-        poll_imap(imap_app(app, 993, imap_host=None))
+        poll(imap_app(app, 993, imap_host=None))
     with pytest.raises(ConfigError, match="COMMS_IMAP_PASSWORD"):
-        poll_imap(imap_app(app, 993, imap_password=None))
+        poll(imap_app(app, 993, imap_password=None))
 
 
 def test_cli_inbox_poll(app: App, clock: FakeClock, store_url: str) -> None:

@@ -13,10 +13,10 @@ from sqlalchemy import select
 
 from comms._types import email_key
 from comms.app import App
-from comms.events import roster, seats_left
+from comms.events import EventCancelled, roster
 from comms.invite import Reply
 from comms.store import tables
-from comms.tracking.rsvp import EventCancelled, Outcome, Rsvps, record_answer
+from comms.store.rsvps import Outcome, record_answer, seats_left
 from tests.conftest import FakeClock
 from tests.test_dispatch import make_app, outbox
 
@@ -35,7 +35,7 @@ def small_workshop(project_dir: Path, store_url: str, clock: FakeClock, capacity
         assert step is not None
         assert app.dispatcher().send(campaign, step).sent == 80
     else:
-        from comms.events import sync_event
+        from comms.store.events import sync as sync_event
 
         event = campaign.event("ws1")
         assert event is not None
@@ -200,7 +200,7 @@ def subjects(app: App) -> dict[str, set[str]]:
 def test_waitlisted_and_promoted_people_are_told_by_email(project_dir: Path, store_url: str,
                                                           clock: FakeClock) -> None:
     app = small_workshop(project_dir, store_url, clock, capacity=1, invite=True)
-    rsvps = Rsvps(app)
+    rsvps = app.rsvps
     first, second, third = managers(app)[:3]
     for address in (first, second, third):
         clock.advance(minutes=5)
@@ -223,8 +223,7 @@ def test_waitlisted_and_promoted_people_are_told_by_email(project_dir: Path, sto
     campaign = app.project.campaign("workshops")
     event = campaign.event("ws1")
     assert event is not None
-    with app.store.read() as conn:
-        rows = {email_key(r["email"]): r for r in roster(conn, campaign, event)}
+    rows = {email_key(r["email"]): r for r in roster(app.store, campaign, event)}
     assert [(rows[a]["status"], rows[a]["source"]) for a in (first, second, third)] == [
         ("declined", "calendar"), ("accepted", "calendar"), ("waitlisted", "calendar")]
     app.close()
@@ -249,7 +248,7 @@ def test_an_answer_after_a_cancel_step_keeps_the_event_cancelled(
     cancel = campaign.step("cancel")
     assert cancel is not None
     assert app.dispatcher().send(campaign, cancel).sent == 80
-    rsvps = Rsvps(app)
+    rsvps = app.rsvps
     with pytest.raises(EventCancelled):  # a cancelled event takes no answers
         rsvps.answer(rsvps.by_reply(reply(managers(app)[0], "declined")), "declined", "calendar")
     e = tables.events

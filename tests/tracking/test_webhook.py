@@ -29,11 +29,12 @@ from comms.app import App
 from comms.settings import load_settings
 from comms.store import Store, tables
 from comms.suppression import AddressHasher
-from comms.tracking.webhook import (
+from comms.tracking import ingest as ingesting
+from comms.tracking.providers.sendgrid import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     WebhookRefused,
-    ingest,
+    parse_events,
     verify,
 )
 from comms.web import create_app
@@ -140,6 +141,12 @@ def store(store_url: str) -> Iterator[Store]:
     add_sends(store)
     yield store
     store.dispose()
+
+
+def ingest(store: Store, batch: list[Any], *, now: datetime,
+           hasher: AddressHasher) -> ingesting.IngestResult:
+    """SendGrid's events, parsed by the provider and stored by ingest, as the endpoint does."""
+    return ingesting.ingest(store, parse_events(batch), now=now, hasher=hasher)
 
 
 def run(store: Store, *batches: list[dict[str, Any]], now: datetime = NOW) -> None:

@@ -9,7 +9,10 @@ are final.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 
 class Kind(StrEnum):
@@ -77,3 +80,31 @@ def later(current: str | None, new: str) -> str | None:
     if current is None or DELIVERY_RANK[new] > DELIVERY_RANK.get(current, 0):
         return new
     return current
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Response:
+    """One thing that came back, whoever reported it: the only shape a response is stored in.
+
+    ``provider_event_id`` is the provider's own id (SendGrid's ``sg_event_id``): a second
+    response with the same id is a duplicate and is not stored again.
+    """
+
+    kind: Kind
+    occurred_at: datetime
+    send_id: int | None = None
+    stakeholder_id: int | None = None
+    campaign: str | None = None
+    step: str | None = None
+    event: str | None = None
+    detail: str | None = None
+    machine: bool = False
+    provider_event_id: str | None = None
+    raw: str | None = None
+
+    def row(self, received_at: datetime) -> dict[str, Any]:
+        return {"send_id": self.send_id, "stakeholder_id": self.stakeholder_id,
+                "campaign": self.campaign, "step": self.step, "event": self.event,
+                "kind": str(self.kind), "detail": self.detail, "machine": self.machine,
+                "provider_event_id": self.provider_event_id, "occurred_at": self.occurred_at,
+                "received_at": received_at, "raw": self.raw}

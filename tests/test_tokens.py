@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from comms.tracking.tokens import InvalidToken, Tokens
+from comms.tokens import InvalidToken, Tokens
 
 UID = "0123456789abcdef0123456789abcdef"
 END = datetime(2027, 1, 14, 16, 30, tzinfo=UTC)

@@ -1,0 +1,112 @@
+"""Who gets a step: the one answer that dispatch, dry runs, ``plan``, preflight, ``status`` and
+the chase list all ask for.
+
+A :class:`Target` says, in plain values, who a step occurrence reaches: the campaign's audience
+narrowed by the step's roles and tags, the organiser left out of their own invitation, the
+send-time ``only_if`` conditions, the parent step and delay of an ``after`` step, the people whose
+calendars hold an event (for updates and cancellations), and whether the campaign is paused.
+Suppressed addresses are never reached, whatever the target says. The store compiles a target
+into one SQL selection (comms/store/targets.py), so every surface counts the same people.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from ._types import email_key
+from .campaign import Audience, Campaign, Event, OnlyIf, Step
+from .events import change_step
+from .plan import ONCE
+from .store.sends import Key
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AfterRule:
+    """An ``after`` step reaches each person once their send of ``step`` is ``delay`` old."""
+
+    step: str
+    delay: timedelta | None  # None: whenever the parent went (an explicit ``--step``)
+    missed_before: datetime | None = None  # own due time before this: missed (catch-up)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Holders:
+    """People whose calendar holds an event: sent one of ``steps`` (an invitation or update)."""
+
+    event: str
+    steps: tuple[str, ...]
+    below: int | None = None  # only those whose calendar holds a SEQUENCE lower than this
+    keep_decliners: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Target:
+    """Who one step occurrence reaches (see the module docstring)."""
+
+    key: Key
+    audience: Audience | None  # None: only ``people``
+    only_if: OnlyIf | None = None
+    after: AfterRule | None = None
+    exclude: tuple[str, ...] = ()  # addresses (case-folded) never reached by this step
+    holders: Holders | None = None
+    people: tuple[int, ...] | None = None  # stakeholder ids (built-in notices)
+    paused: bool = False
+
+    @property
+    def campaign(self) -> str:
+        return self.key.campaign
+
+
+def for_step(campaign: Campaign, step: Step, occurrence: str = ONCE, *, paused: bool = False,
+             respect_delay: bool = True, missed_before: datetime | None = None) -> Target:
+    """Who a step of the campaign file reaches at this occurrence."""
+    event = campaign.event(step.event_id) if step.event_id else None
+    exclude: tuple[str, ...] = ()
+    holders = None
+    if event is not None and step.kind in ("invite", "cancel"):
+        exclude = (email_key(event.organiser.email),)  # Outlook breaks on its own invitation
+        if step.kind == "cancel":
+            holders = Holders(event=event.id, steps=calendar_steps(campaign, event))
+    after = None
+    if step.after is not None:
+        after = AfterRule(step=step.after.step,
+                          delay=step.after.delta if respect_delay else None,
+                          missed_before=missed_before)
+    return Target(key=Key(campaign.id, step.id, occurrence), audience=campaign.audience,
+                  only_if=step.only_if, after=after, exclude=exclude, holders=holders,
+                  paused=paused)
+
+
+def for_change(campaign: Campaign, event: Event, step: Step, sequence: int, *,
+               paused: bool = False) -> Target:
+    """An update or cancellation (``step``, built-in) at ``sequence``: everyone whose calendar
+    holds an older SEQUENCE of the event and who has not declined."""
+    return Target(key=Key(campaign.id, step.id, f"seq-{sequence}"), audience=campaign.audience,
+                  exclude=(email_key(event.organiser.email),),
+                  holders=Holders(event=event.id, steps=calendar_steps(campaign, event),
+                                  below=sequence),
+                  paused=paused)
+
+
+def for_notice(campaign: Campaign, step: Step, people: list[int], *, paused: bool = False
+               ) -> Target:
+    """A built-in notice (waitlisted, promoted) to these people."""
+    return Target(key=Key(campaign.id, step.id, ONCE), audience=None, people=tuple(people),
+                  paused=paused)
+
+
+def audience_of(campaign: Campaign, step: Step | None = None) -> Target:
+    """Everyone the step could ever reach: the audience and its narrowing, no send-time
+    condition (what ``validate`` renders for, and a report's audience)."""
+    only_if = step.only_if if step else None
+    narrowing = OnlyIf(roles=only_if.roles, tags=only_if.tags) if only_if else None
+    return Target(key=Key(campaign.id, step.id if step else "", ONCE),
+                  audience=campaign.audience, only_if=narrowing)
+
+
+def calendar_steps(campaign: Campaign, event: Event) -> tuple[str, ...]:
+    """Every step whose sends put this event in someone's calendar: its invitations and the
+    built-in update step."""
+    ids = [s.id for s in campaign.steps if s.kind == "invite" and s.event == event.id]
+    return (*ids, change_step(event, cancelled=False).id)
