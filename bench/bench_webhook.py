@@ -181,7 +181,8 @@ def serve_baseline(kind: str, port: int, database: Path, public_key: str) -> Non
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
-    from comms.responses import SENDGRID, later
+    from comms.responses import later
+    from comms.tracking.providers.sendgrid import WORDS as SENDGRID
 
     verifier = EventWebhook(public_key)
     db = sqlite3.connect(database, isolation_level=None, check_same_thread=False)

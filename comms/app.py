@@ -5,9 +5,10 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from .campaign import Campaign, Event
-from .clock import Clock, SystemClock
+from .clock import Clock, ShiftedClock, SystemClock
 from .dispatch import Dispatcher, Policy, Progress
 from .message import Composer
 from .project import Project, load_project
@@ -25,7 +26,7 @@ class App:
     def __init__(self, settings: Settings, *, clock: Clock | None = None,
                  transport: Transport | None = None) -> None:
         self.settings = settings
-        self.clock: Clock = clock or SystemClock()
+        self.clock: Clock = clock or _clock(settings)
         self._transport = transport
 
     @classmethod
@@ -103,3 +104,13 @@ class App:
             self._transport.close()
         if "store" in self.__dict__:
             self.store.dispose()
+
+
+def _clock(settings: Settings) -> Clock:
+    """The system clock, or one set to ``COMMS_NOW`` (a naive time is in the project's zone)."""
+    if settings.now is None:
+        return SystemClock()
+    start = settings.now
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=ZoneInfo(settings.timezone))
+    return ShiftedClock(start)

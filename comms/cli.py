@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ import click
 
 from . import __version__, output
 from .app import App
+from .clock import human
 from .errors import CommsError, ConfigError, ConfigErrors, NotFound
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -121,7 +123,7 @@ def plan(campaign: str | None, fmt: str, project_dir: Path | None) -> None:
         return
     zones = {c.id: zone_of(app.project, c, app.settings.timezone)
              for c in app.project.campaigns.values()}
-    columns = ["due", "campaign", "step", "occurrence", "state", "recipients", "rule", "note"]
+    columns = ["due", "step", "state", "recipients", "note"]
     click.echo(output.render([o.as_row(zones[o.campaign]) for o in rows], columns, "table"))
 
 
@@ -226,7 +228,8 @@ def status(campaign: str | None, fmt: str, project_dir: Path | None) -> None:
     click.echo(output.render(result.steps, ["campaign", "step", "state", "due", *STATES], "table",
                              zone=zone))
     for paused, since in result.paused.items():
-        click.echo(f"\n{paused}: paused since {since} — `comms resume {paused}` to continue")
+        click.echo(f"\n{paused}: paused since {human(since, zone)} — "
+                   f"`comms resume {paused}` to continue")
     click.echo(f"\nlast scheduler run: {result.last_run or 'never'}")
     if result.upcoming:
         click.echo("next due:")
@@ -411,8 +414,6 @@ def serve(host: str, port: int, project_dir: Path | None) -> None:
 @handle_errors
 def run_command(no_web: bool, host: str, port: int, project_dir: Path | None) -> None:
     """The service: sends every step at its time, and serves the web app, until stopped."""
-    import logging
-
     from .scheduler import run_service
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -577,6 +578,9 @@ def _write_report(text: str, out: Path | None, *, excel: bool) -> None:
 
 
 def main() -> None:
+    # Commands report what happened themselves; log records reach a person only under
+    # `comms run` and `comms serve`, which configure logging.
+    logging.getLogger("comms").addHandler(logging.NullHandler())
     try:
         cli(standalone_mode=True)
     except KeyboardInterrupt:

@@ -24,6 +24,17 @@ class SystemClock:
         time.sleep(seconds)
 
 
+class ShiftedClock(SystemClock):
+    """The system clock set to ``start`` when made, running on from there (``COMMS_NOW``:
+    rehearse what comms would do at another moment)."""
+
+    def __init__(self, start: datetime) -> None:
+        self._offset = start.astimezone(UTC) - datetime.now(UTC)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self._offset
+
+
 def human(moment: datetime, zone: ZoneInfo) -> str:
     """A moment as a person reads it, in ``zone``: ``Tue 29 Dec 2026 09:00``."""
     local = moment.astimezone(zone)

@@ -51,24 +51,25 @@ class Summary:
     paused: bool = False
     dry_run: bool = False
     failures: list[str] = field(default_factory=list)
+    people: list[str] = field(default_factory=list)  # a dry run: who would be sent it
 
     def line(self) -> str:
         parts = [f"{self.campaign}/{self.step}:"]
         if self.paused:
             return f"{parts[0]} paused — `comms resume {self.campaign}` to continue"
-        if self.dry_run:
-            parts.append(f"{self.would_send} would be sent (dry run),")
         if self.resent_uncertain:
             parts.append(f"{self.resent_uncertain} uncertain sent again,")
-        parts.append(f"{self.sent} sent, {self.already_sent} already sent, "
-                     f"{self.suppressed} suppressed, {self.failed} failed, "
-                     f"{self.uncertain} uncertain")
+        sent = f"{self.would_send} would be sent" if self.dry_run else f"{self.sent} sent"
+        parts.append(f"{sent}, {self.already_sent} already sent, {self.suppressed} suppressed, "
+                     f"{self.failed} failed, {self.uncertain} uncertain")
         if self.skipped:
             parts.append(f"({self.skipped} skipped: condition not met)")
         if self.missed:
             parts.append(f"({self.missed} missed: due beyond the catch-up window)")
         if self.waiting:
             parts.append(f"({self.waiting} waiting for their delay)")
+        if self.dry_run:
+            parts.append("— dry run: nothing sent, nothing written")
         return " ".join(parts)
 
     def take(self, forecast: ledger.Forecast) -> None:
@@ -231,6 +232,7 @@ class Dispatcher:
             forecast = ledger.forecast(conn, target, now, resend_uncertain=resend_uncertain)
             for row in ledger.would_send(conn, target, now):
                 prepared.message(from_row(row), "0" * 32)  # renders: errors surface now
+                summary.people.append(row["email"])
         summary.take(forecast)
         summary.would_send = forecast.would_send
         return summary

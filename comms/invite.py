@@ -12,11 +12,10 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from email.message import Message
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from icalendar import Alarm, Calendar, Component, vCalAddress
+from icalendar import Alarm, Calendar, vCalAddress
 from icalendar import Event as VEvent
 from icalendar.enums import STATUS
 
@@ -26,17 +25,10 @@ from .transports.base import CalendarPart
 from .vtimezone import vtimezone
 
 Method = Literal["REQUEST", "CANCEL"]
-PartStat = Literal["accepted", "declined", "tentative"]
 
 FOLD_LIMIT = 75
-_PARTSTATS: dict[str, PartStat] = {
-    "ACCEPTED": "accepted",
-    "DECLINED": "declined",
-    "TENTATIVE": "tentative",
-}
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _LENIENT_ESCAPE = re.compile(r"\\(?=[\\,;:])")  # a backslash a lenient parser would unescape
-_CALENDAR_TYPES = ("text/calendar", "application/ics", "text/x-vcalendar")
 
 
 # --- building -------------------------------------------------------------------------------
@@ -181,7 +173,7 @@ def _param_value(value: str) -> str:
 
     Quoting is required when the value holds ``,`` ``;`` or ``:`` and harmless otherwise. RFC
     5545 has no backslash escapes in parameter values, but lenient parsers (Python's icalendar
-    among them) read ``\,`` ``\;`` ``\:`` ``\\`` there as escapes; a backslash before one of
+    among them) read ``\\,`` ``\\;`` ``\\:`` ``\\`` there as escapes; a backslash before one of
     those is doubled, so every parser reads the name as written.
     """
     value = _LENIENT_ESCAPE.sub(r"\\\\", value)
@@ -240,129 +232,3 @@ def event_changed_fingerprint(event: Event) -> str:
         event.status,
     ]
     return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
-
-
-# --- replies --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Reply:
-    """An attendee's answer to an invitation (a METHOD:REPLY)."""
-
-    uid: str
-    attendee_email: str
-    partstat: PartStat
-    sequence: int
-    dtstamp: datetime
-
-
-def parse_reply(data: bytes | str) -> Reply | None:
-    """Parse the .ics text of a METHOD:REPLY; None for other methods; ValueError for garbage."""
-    calendar = _parse_calendar(data)
-    method = str(calendar.get("METHOD", "")).strip().upper()
-    if method != "REPLY":
-        return None
-    events = calendar.walk("VEVENT")
-    if not events:
-        raise ValueError("iCalendar REPLY has no VEVENT")
-    vevent = events[0]
-    uid = str(vevent.get("UID", "")).strip()
-    if not uid:
-        raise ValueError("iCalendar REPLY has no UID")
-    attendee = _one_attendee(vevent)
-    partstat = str(attendee.params.get("PARTSTAT", "")).upper()
-    if partstat not in _PARTSTATS:
-        raise ValueError(
-            f"iCalendar REPLY for {uid}: PARTSTAT {partstat or '(none)'!r} is not "
-            "ACCEPTED, DECLINED or TENTATIVE"
-        )
-    return Reply(
-        uid=uid,
-        attendee_email=_address(str(attendee)),
-        partstat=_PARTSTATS[partstat],
-        sequence=_sequence(vevent, uid),
-        dtstamp=_dtstamp(vevent, uid),
-    )
-
-
-def replies_in_message(msg: Message) -> list[Reply]:
-    """Every distinct REPLY in an email: text/calendar parts and .ics attachments, in order.
-
-    Parts that are not REPLYs are ignored. Unparseable calendar parts are skipped when another
-    part of the message carried a reply; when none did, the first error is raised.
-    """
-    replies: list[Reply] = []
-    first_error: ValueError | None = None
-    for part in msg.walk():
-        if part.is_multipart() or not _is_calendar_part(part):
-            continue
-        payload = part.get_payload(decode=True)
-        if not isinstance(payload, bytes):
-            continue
-        try:
-            reply = parse_reply(payload)
-        except ValueError as exc:
-            first_error = first_error or exc
-            continue
-        if reply is not None and reply not in replies:
-            replies.append(reply)
-    if not replies and first_error is not None:
-        raise first_error
-    return replies
-
-
-def _is_calendar_part(part: Message) -> bool:
-    if part.get_content_type() in _CALENDAR_TYPES:
-        return True
-    filename = part.get_filename() or ""
-    return filename.lower().endswith((".ics", ".ical", ".ifb", ".icalendar"))
-
-
-def _parse_calendar(data: bytes | str) -> Calendar:
-    text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
-    if "BEGIN:VCALENDAR" not in text.upper():
-        raise ValueError("not iCalendar data (no BEGIN:VCALENDAR)")
-    try:
-        calendars = Calendar.from_ical(text, multiple=True)
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise ValueError(f"unreadable iCalendar data: {exc}") from None
-    for calendar in calendars:
-        if isinstance(calendar, Calendar):
-            return calendar
-    raise ValueError("unreadable iCalendar data: no complete VCALENDAR (BEGIN to END)")
-
-
-def _one_attendee(vevent: Component) -> vCalAddress:
-    attendees = vevent.get("ATTENDEE")
-    if attendees is None:
-        raise ValueError("iCalendar REPLY has no ATTENDEE")
-    if not isinstance(attendees, list):
-        return attendees
-    answered = [a for a in attendees if str(a.params.get("PARTSTAT", "")).upper() in _PARTSTATS]
-    return (answered or attendees)[0]
-
-
-def _address(value: str) -> str:
-    value = value.strip()
-    if value[:7].lower() == "mailto:":
-        value = value[7:]
-    return email_key(value)
-
-
-def _sequence(vevent: Component, uid: str) -> int:
-    try:
-        return int(vevent.get("SEQUENCE", 0))
-    except (TypeError, ValueError):
-        raise ValueError(f"iCalendar REPLY for {uid}: SEQUENCE is not a number") from None
-
-
-def _dtstamp(vevent: Component, uid: str) -> datetime:
-    prop = vevent.get("DTSTAMP")
-    stamp = getattr(prop, "dt", None)
-    if not isinstance(stamp, datetime):
-        if isinstance(stamp, date):
-            return datetime(stamp.year, stamp.month, stamp.day, tzinfo=UTC)
-        raise ValueError(f"iCalendar REPLY for {uid} has no DTSTAMP")
-    if stamp.tzinfo is None:
-        return stamp.replace(tzinfo=UTC)
-    return stamp.astimezone(UTC)

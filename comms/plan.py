@@ -20,7 +20,7 @@ from .campaign import Campaign, Step
 from .clock import human
 from .conditions import is_conditional as _conditional
 from .project import Project
-from .schedule import Schedule, localise, next_allowed
+from .schedule import Schedule, last_allowed_before, localise, next_allowed
 
 ONCE = "once"  # the occurrence of a step that happens once (all but cron steps)
 PER_RECIPIENT = "per recipient"
@@ -124,10 +124,14 @@ class Occurrence:
                 "last_due": iso(self.last_due)}
 
     def as_row(self, zone: ZoneInfo) -> dict[str, Any]:
-        """For a person: times in the schedule's zone, in words (a projection says so)."""
-        when = human(self.when, zone) if self.when else ""
-        return {**self.as_json(), "due": when,
-                "last_due": human(self.last_due, zone) if self.last_due else ""}
+        """For a person: times in the schedule's zone, in words; the step with its occurrence
+        when it recurs; the rule unless there is more to say."""
+        step = f"{self.campaign}/{self.step}"
+        if self.occurrence not in (ONCE, PER_RECIPIENT):
+            step += f" {self.occurrence}"
+        return {"due": human(self.when, zone) if self.when else "", "step": step,
+                "state": self.state, "note": self.note or self.rule,
+                "recipients": "conditional" if self.recipients == CONDITIONAL else self.recipients}
 
 
 # --- the policy of one campaign ---------------------------------------------------------------
@@ -234,9 +238,11 @@ def decide(project: Project, campaign: Campaign, facts: Facts, *, now: datetime,
             if started:
                 continue
             if opens > now:
-                out.append(Decision(step, ONCE, "wait", opens, _closed(schedule)))
+                if facts.parents.get((campaign.id, step.id), Parents(0, None, None)).waiting:
+                    out.append(Decision(step, ONCE, "wait", opens, _closed(schedule)))
             else:
-                out.append(Decision(step, ONCE, "send", now, missed_before=now - late))
+                missed_before = last_allowed_before(now - late, schedule)  # shifted due times
+                out.append(Decision(step, ONCE, "send", now, missed_before=missed_before))
             continue
         for due in _fixed(project, campaign, step, facts, now=now, timezone=timezone, end=now):
             key = (campaign.id, step.id, due.occurrence)
@@ -300,11 +306,11 @@ def _fixed(project: Project, campaign: Campaign, step: Step, facts: Facts, *, no
 
 # --- the timeline -----------------------------------------------------------------------------
 
-Counter = Callable[[Campaign, Step, str, bool], int | str]
+Recipients = Callable[[Campaign, Step, str, bool], int | str]
 
 
 def timeline(project: Project, facts: Facts, *, now: datetime, timezone: str,
-             count: Counter, campaign_id: str | None = None,
+             count: Recipients, campaign_id: str | None = None,
              since: datetime | None = None) -> list[Occurrence]:
     """Every occurrence from ``since`` (default: now) on, in time order, with its state and its
     recipients: ``count(campaign, step, occurrence, due_now)`` (the caller asks targeting)."""
@@ -326,7 +332,7 @@ def timeline(project: Project, facts: Facts, *, now: datetime, timezone: str,
 
 def _fixed_rows(project: Project, campaign: Campaign, step: Step, facts: Facts, *,
                 now: datetime, timezone: str, since: datetime,
-                acted: Mapping[tuple[str, str], Decision], count: Counter) -> Iterator[Occurrence]:
+                acted: Mapping[tuple[str, str], Decision], count: Recipients) -> Iterator[Occurrence]:
     start = min(since, facts.first_seen.get(campaign.id, since))
     seen = facts.now_seen.get((campaign.id, step.id), now) if step.now else now
     found = occurrences(campaign, step, schedule=schedule_of(project, campaign),
@@ -360,7 +366,7 @@ def _fixed_rows(project: Project, campaign: Campaign, step: Step, facts: Facts, 
 
 def _after_row(project: Project, campaign: Campaign, step: Step, facts: Facts, *,
                now: datetime, timezone: str, acted: Mapping[tuple[str, str], Decision],
-               count: Counter) -> Occurrence:
+               count: Recipients) -> Occurrence:
     assert step.after is not None
     schedule = schedule_of(project, campaign)
     zone = zone_of(project, campaign, timezone)

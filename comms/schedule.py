@@ -94,23 +94,46 @@ def next_allowed(due: datetime, schedule: Schedule | None) -> datetime:
     if schedule is None:
         return due
     zone = schedule.zone
-    start, end = schedule.window_times
     local = due.astimezone(zone)
-    days = {DAYS.index(d) for d in schedule.days}
     for _ in range(800):
         day = local.date()
-        allowed = day.weekday() in days and not (
-            schedule.skip_holidays and day in bank_holidays(schedule.skip_holidays, day.year))
-        if allowed:
-            opens = localise(datetime.combine(day, start), zone)
-            closes = (localise(datetime.combine(day, end), zone) if end
-                      else localise(datetime.combine(day + timedelta(days=1), time()), zone))
+        window = _window(day, schedule)
+        if window is not None:
+            opens, closes = window
             if local < opens:
                 return opens
             if local < closes:
                 return local
         local = localise(datetime.combine(day + timedelta(days=1), time()), zone)
     raise ValueError(f"schedule '{schedule.id}' allows no time in the next two years")
+
+
+def last_allowed_before(moment: datetime, schedule: Schedule | None) -> datetime:
+    """Where the policy's time before ``moment`` ends: ``moment`` itself inside a window, else
+    when the last window before it closed. Something due before this has had its chance."""
+    if schedule is None or next_allowed(moment, schedule) == moment:
+        return moment
+    local = moment.astimezone(schedule.zone)
+    day = local.date()
+    for _ in range(800):
+        window = _window(day, schedule)
+        if window is not None and window[1] <= local:
+            return window[1]
+        day -= timedelta(days=1)
+    raise ValueError(f"schedule '{schedule.id}' allowed no time in the two years before")
+
+
+def _window(day: date, schedule: Schedule) -> tuple[datetime, datetime] | None:
+    """When sending opens and closes on ``day`` (None: a day the policy leaves out)."""
+    if DAYS[day.weekday()] not in schedule.days or (
+            schedule.skip_holidays and day in bank_holidays(schedule.skip_holidays, day.year)):
+        return None
+    zone = schedule.zone
+    start, end = schedule.window_times
+    opens = localise(datetime.combine(day, start), zone)
+    closes = (localise(datetime.combine(day, end), zone) if end
+              else localise(datetime.combine(day + timedelta(days=1), time()), zone))
+    return opens, closes
 
 
 def load_schedule(path: Path, display: Path | None = None) -> tuple[Schedule, _yaml.Located]:

@@ -108,6 +108,7 @@ class Service:
                         occurrences.see_now_step(conn, campaign.id, step.id, now)
         with self.app.store.read() as conn:
             facts = store_facts.load(conn, self.project)
+            watermark = ledger.high_water(conn)
         if campaign.id in facts.paused:
             report.paused.append(campaign.id)
             return report
@@ -119,7 +120,7 @@ class Service:
             if self.stopping:
                 break
             self._act(campaign, decision, dispatcher, report, zone, now, dry_run=dry_run,
-                      resend_uncertain=resend_uncertain)
+                      resend_uncertain=resend_uncertain, watermark=watermark)
         if not dry_run:
             report.summaries += [s for s in self._pending(campaign.id) if s.sent or s.failed]
         return report
@@ -148,7 +149,7 @@ class Service:
 
     def _act(self, campaign: Campaign, decision: Decision, dispatcher: Dispatcher,
              report: TickReport, zone: ZoneInfo, now: datetime, *, dry_run: bool,
-             resend_uncertain: bool) -> None:
+             resend_uncertain: bool, watermark: int) -> None:
         step, occurrence = decision.step, decision.occurrence
         where = f"{campaign.id}/{step.id} {occurrence}"
         if decision.action == "wait":
@@ -163,7 +164,8 @@ class Service:
                 self._mark(campaign, decision, "done", now)
         else:
             target = targeting.for_step(campaign, step, occurrence,
-                                        missed_before=decision.missed_before)
+                                        missed_before=decision.missed_before,
+                                        parents_up_to=watermark)
             summary = dispatcher.run(campaign, step, target, dry_run=dry_run,
                                      resend_uncertain=resend_uncertain)
             if step.after is None:
@@ -186,7 +188,7 @@ class Service:
         with self.app.store.read() as conn:
             keys = [k for k in ledger.pending_keys(conn)
                     if campaign_id in (None, k.campaign)]
-            paused = set(store_facts.paused(conn))
+            paused = campaigns.paused(conn)
         summaries = []
         for key in keys:
             campaign = self.project.campaigns.get(key.campaign)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -58,6 +59,7 @@ class Settings(BaseSettings):
     timezone: str = "Europe/London"
     concurrency: int = 8
     max_attempts: int = 5
+    now: datetime | None = None  # rehearse another moment: the clock starts here
 
     @classmethod
     def settings_customise_sources(

@@ -31,12 +31,13 @@ class Status:
     upcoming: list[dict[str, Any]]
     missed: list[dict[str, Any]]
     last_run: str | None
-    paused: dict[str, str]
+    paused: dict[str, datetime]  # campaign → paused since
 
     def as_json(self) -> dict[str, Any]:
         return {"steps": _iso(self.steps), "uncertain": _iso(self.uncertain),
                 "next": _iso(self.upcoming), "missed": _iso(self.missed),
-                "last_run": self.last_run, "paused": self.paused}
+                "last_run": self.last_run,
+                "paused": {c: at.isoformat() for c, at in self.paused.items()}}
 
 
 def timeline(app: App, *, campaign_id: str | None = None,
@@ -56,10 +57,8 @@ def upcoming(app: App, *, limit: int = 10, campaign_id: str | None = None
     with app.store.read() as conn:
         facts = store_facts.load(conn, app.project)
     rows = plan.timeline(app.project, facts, now=now, timezone=app.settings.timezone,
-                         count=lambda *_: "", campaign_id=campaign_id)
-    return [{"campaign": o.campaign, "step": o.step, "occurrence": o.occurrence,
-             "due": max(now, o.due), "state": o.state}
-            for o in rows if o.due is not None and o.state in NEXT][:limit]
+                         count=_uncounted, campaign_id=campaign_id)
+    return _coming(rows, now)[:limit]
 
 
 def next_due(app: App) -> datetime | None:
@@ -85,8 +84,9 @@ def status(app: App, campaign_id: str | None = None, *, settle_dead: bool = True
         missed_rows = occurrences.missed(conn, campaign_id)
         last = meta.get(conn, "service:last_tick")
         facts = store_facts.load(conn, project)
-    rows_by_step = _next_by_step(plan.timeline(project, facts, now=now, timezone=zone_name,
-                                               count=lambda *_: "", campaign_id=campaign_id))
+    rows = plan.timeline(project, facts, now=now, timezone=zone_name, count=_uncounted,
+                         campaign_id=campaign_id)
+    rows_by_step = _next_by_step(rows)
     campaigns = [project.campaign(campaign_id)] if campaign_id else project.campaigns.values()
     steps = []
     for campaign in campaigns:
@@ -97,13 +97,19 @@ def status(app: App, campaign_id: str | None = None, *, settle_dead: bool = True
                           "due": row.when if row else None,
                           "state": _state(campaign, step, row, facts),
                           **{state: c.get(state, 0) for state in ledger.STATES}})
-    coming = sorted((o for o in rows_by_step.values() if o.due is not None and o.state in NEXT),
-                    key=lambda o: o.due or now)
-    upcoming_rows = [{"campaign": o.campaign, "step": o.step, "occurrence": o.occurrence,
-                      "due": max(now, o.due or now), "state": o.state} for o in coming]
-    paused = {c: at.isoformat() for c, at in facts.paused.items()
-              if campaign_id in (None, c)}
-    return Status(steps, uncertain, upcoming_rows[:10], missed_rows, last, paused)
+    paused = {c: at for c, at in facts.paused.items() if campaign_id in (None, c)}
+    return Status(steps, uncertain, _coming(rows, now)[:10], missed_rows, last, paused)
+
+
+def _coming(rows: list[Occurrence], now: datetime) -> list[dict[str, Any]]:
+    """The occurrences still to go with a firm time, soonest first (what is late goes now)."""
+    return [{"campaign": o.campaign, "step": o.step, "occurrence": o.occurrence,
+             "due": max(now, o.due), "state": o.state}
+            for o in rows if o.due is not None and o.state in NEXT]
+
+
+def _uncounted(*_: object) -> str:
+    return ""  # the next due times need no recipient counts
 
 
 def _next_by_step(rows: list[Occurrence]) -> dict[tuple[str, str], Occurrence]:
@@ -123,7 +129,7 @@ def _state(campaign: Campaign, step: Step, row: Occurrence | None, facts: Facts)
     return row.state if row else "planned"
 
 
-def _counter(conn: Conn, now: datetime) -> plan.Counter:
+def _counter(conn: Conn, now: datetime) -> plan.Recipients:
     """Recipients of an occurrence, from targeting: who it would reach now (conditions
     evaluated now) when due now; else, for a step whose conditions are evaluated at the moment
     of sending, that label."""

@@ -28,6 +28,7 @@ class AfterRule:
     step: str
     delay: timedelta | None  # None: whenever the parent went (an explicit ``--step``)
     missed_before: datetime | None = None  # own due time before this: missed (catch-up)
+    parents_up_to: int | None = None  # only parent sends up to this ledger id (see for_step)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,8 +60,13 @@ class Target:
 
 
 def for_step(campaign: Campaign, step: Step, occurrence: str = ONCE, *, paused: bool = False,
-             respect_delay: bool = True, missed_before: datetime | None = None) -> Target:
-    """Who a step of the campaign file reaches at this occurrence."""
+             respect_delay: bool = True, missed_before: datetime | None = None,
+             parents_up_to: int | None = None) -> Target:
+    """Who a step of the campaign file reaches at this occurrence.
+
+    ``parents_up_to`` (a ledger id) holds an ``after`` step to the parent sends that existed when
+    a run began: what a run sends is followed up from the next run on, so a dry run, which
+    sends nothing, counts the same people."""
     event = campaign.event(step.event_id) if step.event_id else None
     exclude: tuple[str, ...] = ()
     holders = None
@@ -72,7 +78,7 @@ def for_step(campaign: Campaign, step: Step, occurrence: str = ONCE, *, paused: 
     if step.after is not None:
         after = AfterRule(step=step.after.step,
                           delay=step.after.delta if respect_delay else None,
-                          missed_before=missed_before)
+                          missed_before=missed_before, parents_up_to=parents_up_to)
     return Target(key=Key(campaign.id, step.id, occurrence), audience=campaign.audience,
                   only_if=step.only_if, after=after, exclude=exclude, holders=holders,
                   paused=paused)

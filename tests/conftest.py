@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from hypothesis import settings as hypothesis_settings
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from hypothesis import settings as hypothesis_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT_PARTS = ("campaigns", "templates", "schedules", "stakeholders")

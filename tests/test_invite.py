@@ -17,15 +17,13 @@ from icalendar import Calendar
 from comms.campaign import Event
 from comms.invite import (
     EventCalendar,
-    Reply,
     attendee_line,
     build_calendar,
     event_changed_fingerprint,
     event_uid,
     fold,
-    parse_reply,
-    replies_in_message,
 )
+from comms.tracking.replies import Reply, parse_reply, replies_in_message
 from comms.transports.base import CalendarPart
 
 UID = "nmdi.ws1@comms.example"

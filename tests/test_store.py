@@ -45,3 +45,36 @@ def test_unreachable_database_is_one_clear_line_without_password() -> None:
     assert "hunter2" not in text and "\n" not in text
     assert text.startswith("cannot open the store postgresql://comms:***@127.0.0.1:1/comms: ")
     assert "Connection refused" in text
+
+
+def test_a_write_inside_a_read_transaction_raises_and_changes_nothing(store_url: str) -> None:
+    from sqlalchemy import func, insert, select
+
+    from comms.store import meta, tables
+
+    store = Store(store_url)
+    for write in (lambda conn: conn.execute(insert(tables.meta).values(key="k", value="v")),
+                  lambda conn: meta.put(conn, "k", "v"),
+                  lambda conn: conn.exec_driver_sql("DELETE FROM meta")):
+        with pytest.raises(StoreError, match="read"), store.read() as conn:
+            write(conn)
+    with store.write() as conn:  # the same pooled connections write again afterwards
+        meta.put(conn, "after", "yes")
+    with store.read() as conn:
+        assert meta.get(conn, "after") == "yes"
+        assert conn.execute(select(func.count()).select_from(tables.meta)
+                            .where(tables.meta.c.key == "k")).scalar_one() == 0
+    store.dispose()
+
+
+def test_scratch_work_tables_leave_nothing_behind(store_url: str) -> None:
+    from sqlalchemy import Column, Integer, MetaData, Table, insert, inspect
+
+    store = Store(store_url)
+    work = Table("scratch_work", MetaData(), Column("n", Integer), prefixes=["TEMPORARY"])
+    with store.scratch() as conn:
+        work.create(conn)
+        conn.execute(insert(work).values(n=1))
+    with store.read() as conn:
+        assert not inspect(conn).has_table("scratch_work")
+    store.dispose()

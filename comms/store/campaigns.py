@@ -40,3 +40,8 @@ def set_paused(conn: Connection, campaign: str, paused: bool, now: datetime) -> 
         c.c.paused_at.is_(None) if paused else c.c.paused_at.is_not(None))
         .values(paused_at=now if paused else None))
     return (result.rowcount or 0) > 0
+
+
+def paused(conn: Connection) -> set[str]:
+    """The campaigns paused now."""
+    return set(conn.execute(select(c.c.campaign).where(c.c.paused_at.is_not(None))).scalars())

@@ -25,7 +25,3 @@ def load(conn: Connection, project: Project) -> Facts:
         sent=sends.sent_counts(conn),
         parents=parents)
 
-
-def paused(conn: Connection) -> dict[str, object]:
-    """Paused campaigns, with when they were paused."""
-    return {c: at for c, (_, at) in campaigns.states(conn).items() if at is not None}

@@ -370,3 +370,8 @@ def after_parents(conn: Connection, campaign: str, step: str, parent: str
     utc = tables.UtcDateTime()
     return int(n), utc.process_result_value(first, conn.dialect), utc.process_result_value(
         last, conn.dialect)
+
+
+def high_water(conn: Connection) -> int:
+    """The newest send's id (0 for an empty ledger): what existed at a moment."""
+    return int(conn.execute(select(func.coalesce(func.max(s.c.id), 0))).scalar_one())

@@ -161,10 +161,12 @@ _COMPILERS = {"rsvp": _rsvp, "rsvp_event": _rsvp_event, "attendance": _attendanc
 def _parent(target: Target) -> Any:
     """Per person: when their send of the parent step first went (any occurrence)."""
     assert target.after is not None
-    return (select(s.c.stakeholder_id, func.min(s.c.sent_at).label("sent_at"))
-            .where(s.c.campaign == target.campaign, s.c.step == target.after.step,
-                   s.c.status == "sent")
-            .group_by(s.c.stakeholder_id).subquery("parent"))
+    query = (select(s.c.stakeholder_id, func.min(s.c.sent_at).label("sent_at"))
+             .where(s.c.campaign == target.campaign, s.c.step == target.after.step,
+                    s.c.status == "sent"))
+    if target.after.parents_up_to is not None:
+        query = query.where(s.c.id <= target.after.parents_up_to)
+    return query.group_by(s.c.stakeholder_id).subquery("parent")
 
 
 def _holders(target: Target) -> ColumnElement[bool]:

@@ -13,10 +13,10 @@ from typing import cast
 
 from .._text import html_to_text
 from ..events import EventCancelled
-from ..invite import replies_in_message
 from ..responses import Kind, Response
 from ..store import responses as stored_responses
 from ..store import sends
+from .replies import replies_in_message
 from .rsvp import Rsvps, UnknownInvitation
 
 log = logging.getLogger(__name__)

@@ -18,10 +18,10 @@ from ..campaign import Campaign, Event
 from ..clock import Clock
 from ..errors import CommsError
 from ..events import EventCancelled
-from ..invite import Reply
 from ..store import Store, events, rsvps, sends, stakeholders
 from ..store.rsvps import Outcome
 from ..tokens import InvalidToken, Tokens
+from .replies import Reply
 
 log = logging.getLogger(__name__)
 

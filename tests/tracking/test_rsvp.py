@@ -14,9 +14,9 @@ from sqlalchemy import select
 from comms._types import email_key
 from comms.app import App
 from comms.events import EventCancelled, roster
-from comms.invite import Reply
 from comms.store import tables
 from comms.store.rsvps import Outcome, record_answer, seats_left
+from comms.tracking.replies import Reply
 from tests.conftest import FakeClock
 from tests.test_dispatch import make_app, outbox
 
