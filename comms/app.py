@@ -59,6 +59,14 @@ class App:
             self._transport = make_transport(self.settings)
         return self._transport
 
+    @property
+    def resolves_uncertain(self) -> bool:
+        """Whether provider events settle uncertain sends (the SendGrid event webhook is set up),
+        so one with no event after ``COMMS_UNCERTAIN_RESOLVE_MINUTES`` is sent again once."""
+        s = self.settings
+        return s.transport == "sendgrid" and bool(s.sendgrid_webhook_public_key
+                                                  or s.sendgrid_webhook_insecure)
+
     def replace_project(self, project: Project) -> None:
         """Swap in a freshly loaded project (templates compile anew on first use)."""
         self.__dict__["project"] = project

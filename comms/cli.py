@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ from . import __version__, output
 from .app import App
 from .clock import human
 from .errors import CommsError, ConfigError, ConfigErrors, NotFound
+from .stopping import ForcedStop
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -157,15 +159,18 @@ def preview(campaign: str, step: str, email: str, project_dir: Path | None) -> N
 @click.option("--dry-run", is_flag=True, help="Render and count; send nothing, write nothing.")
 @click.option("--resend-uncertain", is_flag=True, help="Also send again what a stopped process "
               "left uncertain (those recipients may get the message twice).")
+@click.option("--retry-failed", is_flag=True, help="Send again what failed (of the --step "
+              "steps, else of every step), once the cause is fixed.")
 @project_option
 @handle_errors
 def send(campaign: str, steps: tuple[str, ...], dry_run: bool, resend_uncertain: bool,
-         project_dir: Path | None) -> None:
+         retry_failed: bool, project_dir: Path | None) -> None:
     """Send what is due now (or the given steps), to the audience. A second run sends nothing
     new."""
     from .plan import steps_due
     from .progress import progress_bar
     from .service import Service
+    from .stopping import Stop
 
     app = loaded(make_app(project_dir))
     chosen = app.project.campaign(campaign)
@@ -175,9 +180,17 @@ def send(campaign: str, steps: tuple[str, ...], dry_run: bool, resend_uncertain:
         raise NotFound(f"unknown step '{unknown[0]}' in {campaign} (steps are: {known})")
     app.sync_directory()
     service = Service(app)
+    stop = Stop()
+    stop.on_stop(service.stop)
+    stop.on_stop(lambda: click.echo("stopping: finishing and recording what is under way "
+                                    "(a second signal stops at once)", err=True))
     try:
-        with progress_bar() as bar:
-            if steps:
+        with stop.installed(), progress_bar() as bar:
+            if retry_failed and not dry_run:
+                chosen_steps = [step for s in steps if (step := chosen.step(s)) is not None]
+                report = service.retry_failed(chosen, chosen_steps or list(chosen.steps),
+                                              progress=bar)
+            elif steps:
                 click.echo(f"{campaign}: sending {', '.join(steps)} now (--step overrides the "
                            "timing and the schedule's window)", err=True)
                 todo = [step for s in steps if (step := chosen.step(s)) is not None]
@@ -204,6 +217,9 @@ def send(campaign: str, steps: tuple[str, ...], dry_run: bool, resend_uncertain:
                              now=app.clock.now())
         for step, why in later:
             click.echo(f"{campaign}/{step.id}: {why}", err=True)
+    if stop.signum is not None:
+        raise Failure(f"stopped by {signal.Signals(stop.signum).name}: what was under way was "
+                      "sent and recorded; the rest goes on the next run", stop.exit_code)
     failed = sum(s.failed for s in report.summaries)
     if failed:
         raise Failure(f"{failed} send(s) failed; see `comms status`", 1)
@@ -239,6 +255,11 @@ def status(campaign: str | None, fmt: str, project_dir: Path | None) -> None:
         click.echo(f"\n{len(result.missed)} missed:")
         click.echo(output.render(result.missed, ["campaign", "step", "occurrence", "due_at",
                                                  "reason"], "table", zone=zone))
+    if result.failed:
+        click.echo(f"\n{len(result.failed)} failed (`comms send CAMPAIGN --retry-failed` once "
+                   "the cause is fixed):")
+        click.echo(output.render(result.failed, ["campaign", "step", "email", "error"], "table",
+                                 zone=zone))
     if result.uncertain:
         click.echo(f"\n{len(result.uncertain)} uncertain (claimed by a process that stopped; "
                    "maybe sent, maybe not):")
@@ -399,11 +420,13 @@ def suppress_remove(email: str, project_dir: Path | None) -> None:
 @handle_errors
 def serve(host: str, port: int, project_dir: Path | None) -> None:
     """The web app: RSVP pages, unsubscribe, inbound calendar replies."""
+    from .stopping import Stop
     from .web import serve as run_server
 
     app = loaded(make_app(project_dir))
     app.sync_directory()
-    run_server(app, host=host, port=port)
+    with Stop().installed() as stop:
+        run_server(app, host=host, port=port, stop=stop)
 
 
 @cli.command("run")
@@ -415,11 +438,14 @@ def serve(host: str, port: int, project_dir: Path | None) -> None:
 def run_command(no_web: bool, host: str, port: int, project_dir: Path | None) -> None:
     """The service: sends every step at its time, and serves the web app, until stopped."""
     from .scheduler import run_service
+    from .stopping import Stop
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     app = loaded(make_app(project_dir))
     app.sync_directory()
-    run_service(app, web=not no_web, host=host, port=port)
+    with Stop().installed() as stop:
+        run_service(app, web=not no_web, host=host, port=port, stop=stop)
+    app.close()
 
 
 @cli.command()
@@ -586,3 +612,7 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except ForcedStop as exc:
+        click.echo(f"{exc}: what was still being sent is listed as uncertain "
+                   "(`comms status`)", err=True)
+        sys.exit(128 + exc.signum)

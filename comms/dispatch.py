@@ -17,9 +17,17 @@ from . import events, targeting
 from .audience import from_row
 from .campaign import Campaign, Event, Step
 from .clock import Clock
-from .errors import CommsError, PermanentError, TemplateError, TransientError
+from .errors import (
+    AmbiguousError,
+    CommsError,
+    PermanentError,
+    TemplateError,
+    TransientError,
+    TransportError,
+)
 from .events import EventCancelled
 from .message import Composer, PreparedStep
+from .stopping import ForcedStop
 from .store import Conn, Store, rsvps, runs
 from .store import campaigns as stored_campaigns
 from .store import events as stored_events
@@ -27,8 +35,8 @@ from .store import sends as ledger
 from .targeting import Target
 from .transports.base import Transport
 
-HEARTBEAT_SECONDS = 10.0
-MAX_BACKOFF = 300.0
+MAX_BACKOFF = 300.0  # seconds: the longest wait between attempts comms chooses itself
+MAX_RETRY_AFTER = 3600.0  # seconds: the longest a provider's Retry-After is honoured for
 
 
 @dataclass
@@ -48,6 +56,7 @@ class Summary:
     missed: int = 0
     waiting: int = 0
     resent_uncertain: int = 0
+    still_failed: int = 0  # failed sends of this occurrence, from this run or earlier ones
     paused: bool = False
     dry_run: bool = False
     failures: list[str] = field(default_factory=list)
@@ -68,6 +77,9 @@ class Summary:
             parts.append(f"({self.missed} missed: due beyond the catch-up window)")
         if self.waiting:
             parts.append(f"({self.waiting} waiting for their delay)")
+        if self.still_failed > self.failed:
+            parts.append(f"({self.still_failed} failed in all: `comms send {self.campaign} "
+                         "--retry-failed` once the cause is fixed)")
         if self.dry_run:
             parts.append("— dry run: nothing sent, nothing written")
         return " ".join(parts)
@@ -77,7 +89,7 @@ class Summary:
         self.already_sent = forecast.already_sent
         self.suppressed, self.skipped = forecast.suppressed, forecast.skipped
         self.missed, self.waiting = forecast.missed, forecast.waiting
-        self.uncertain = forecast.uncertain
+        self.uncertain, self.still_failed = forecast.uncertain, forecast.failed
 
 
 class Progress(Protocol):
@@ -239,13 +251,18 @@ class Dispatcher:
 
     def _deliver(self, prepared: PreparedStep, key: ledger.Key, run_id: str,
                  summary: Summary, sequence: int | None) -> None:
+        """Claim, hand to the transport, record; at most ``concurrency`` claimed and unrecorded.
+
+        Stopping (``stopping`` set) claims nothing more and lets what is in flight finish; a
+        forced stop leaves what is in flight uncertain. A result is dropped from memory only once
+        the transaction recording it has committed."""
         limit = max(1, self.policy.concurrency)
         refill = max(1, limit // 2)  # claim and record in batches, not one message at a time
-        bucket = _Bucket(self.policy.max_per_minute, self.clock)
+        bucket = _Bucket(self.policy.max_per_minute, self.clock, self.stopping)
         in_flight: dict[Future[_Result], int] = {}
         done: list[_Result] = []
         exhausted = False
-        last_beat = self.clock.now()
+        beating = self.clock.every(runs.HEARTBEAT, lambda: self._beat(run_id))
         with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="comms-send") as pool:
             try:
                 while True:
@@ -253,13 +270,11 @@ class Dispatcher:
                     stop = self.stopping.is_set()
                     free = 0 if exhausted or stop else bucket.take(limit - len(in_flight))
                     with self.store.write() as conn:
-                        self._record(conn, run_id, done, summary, now)
-                        done = []
+                        self._record(conn, run_id, done, now)
                         claimed = (ledger.claim(conn, key, run_id, free, now, sequence=sequence)
                                    if free else [])
-                        if (now - last_beat).total_seconds() >= HEARTBEAT_SECONDS:
-                            runs.heartbeat(conn, run_id, now)
-                            last_beat = now
+                    self._count(done, summary)
+                    done = []
                     if free and len(claimed) < free:
                         exhausted = True
                     bucket.give_back(free - len(claimed))
@@ -278,9 +293,23 @@ class Dispatcher:
                         for future in finished:
                             del in_flight[future]
                             done.append(future.result())
-                        settle = exhausted or stop
+                        settle = exhausted or self.stopping.is_set()
+            except ForcedStop:
+                # A second signal: nothing more is waited for. What went is recorded; what is
+                # still with the transport is uncertain, as the ledger will say.
+                self.stopping.set()
+                pool.shutdown(wait=False, cancel_futures=True)
+                done += [f.result() for f in in_flight if f.done() and not f.cancelled()]
+                with self.store.write() as conn:
+                    self._record(conn, run_id, done, self.clock.now())
+                    ledger.release(conn, run_id, [in_flight[f] for f in in_flight
+                                                  if f.cancelled()])
+                    ledger.mark_uncertain(conn, [run_id])
+                done = []
+                raise
             except BaseException:
                 # Interrupted: claims not yet started go back; those under way finish first.
+                self.stopping.set()
                 for future in list(in_flight):
                     if future.cancel():
                         with self.store.write() as conn:
@@ -292,87 +321,114 @@ class Dispatcher:
                         pass
                 raise
             finally:
+                beating.stop()
                 if done:
                     with self.store.write() as conn:
-                        self._record(conn, run_id, done, summary, self.clock.now())
+                        self._record(conn, run_id, done, self.clock.now())
+                    self._count(done, summary)
+
+    def _beat(self, run_id: str) -> None:
+        """This run is alive (from the clock's timer, whatever the sends are doing)."""
+        try:
+            with self.store.write() as conn:
+                runs.heartbeat(conn, run_id, self.clock.now())
+        except CommsError:
+            pass  # the store is away: the next beat tries again
 
     def _has_pending(self, key: ledger.Key) -> bool:
         with self.store.read() as conn:
             return ledger.key_counts(conn, key)["pending"] > 0
 
-    def _record(self, conn: Conn, run_id: str, results: list[_Result], summary: Summary,
-                now: datetime) -> None:
-        if not results:
-            return
-        ledger.record(conn, run_id, [r.outcome for r in results],
-                      [a for r in results for a in r.attempts], now)
+    def _record(self, conn: Conn, run_id: str, results: list[_Result], now: datetime) -> None:
+        if results:
+            ledger.record(conn, run_id, [r.outcome for r in results if r.outcome is not None],
+                          [a for r in results for a in r.attempts], now)
+            ledger.release(conn, run_id, [r.send_id for r in results if r.outcome is None])
+
+    def _count(self, results: list[_Result], summary: Summary) -> None:
+        """Add committed results to the summary (and the progress bar)."""
         for result in results:
-            if result.outcome.status == "sent":
+            outcome = result.outcome
+            if outcome is None:
+                continue  # given back unsent: the next run sends it
+            if outcome.status == "sent":
                 summary.sent += 1
+            elif outcome.status == "uncertain":
+                summary.uncertain += 1
+                if len(summary.failures) < 20:
+                    summary.failures.append(f"{result.email}: uncertain: {outcome.error}")
             else:
                 summary.failed += 1
                 if len(summary.failures) < 20:
-                    summary.failures.append(f"{result.email}: {result.outcome.error}")
-        if self.progress:
+                    summary.failures.append(f"{result.email}: {outcome.error}")
+        if self.progress and results:
             self.progress.advance(len(results))
 
     def _attempt(self, prepared: PreparedStep, job: ledger.Claimed) -> _Result:
         person = from_row(job.stakeholder)
         attempts: list[ledger.Attempt] = []
 
-        def failed(error: str, *, retryable: bool) -> _Result:
-            return _Result(person.email, ledger.Outcome(
-                send_id=job.id, status="failed", attempts=len(attempts), error=error,
-                retryable=retryable), attempts)
+        def outcome(status: str, error: str | None = None, *, retryable: bool = False,
+                    provider_id: str | None = None) -> _Result:
+            return _Result(person.email, job.id, ledger.Outcome(
+                send_id=job.id, status=status, attempts=len(attempts), error=error,
+                retryable=retryable, provider_id=provider_id), attempts)
+
+        def attempt(kind: str, exc: TransportError | None = None) -> None:
+            attempts.append(ledger.Attempt(send_id=job.id, at=self.clock.now(), outcome=kind,
+                                           status_code=exc.status if exc else None,
+                                           detail=str(exc) if exc else None))
 
         try:
             message = prepared.message(person, job.uid)
         except TemplateError as exc:
-            return failed(str(exc), retryable=False)
+            return outcome("failed", exc.location_message())
         for n in range(1, self.policy.max_attempts + 1):
             try:
                 provider_id = self.transport.send(message)
+            except AmbiguousError as exc:
+                attempt("uncertain", exc)
+                return outcome("uncertain", str(exc))
             except TransientError as exc:
-                attempts.append(ledger.Attempt(send_id=job.id, at=self.clock.now(),
-                                               outcome="transient", status_code=exc.status,
-                                               detail=str(exc)))
+                attempt("transient", exc)
                 if n == self.policy.max_attempts:
-                    return failed(f"gave up after {n} attempts: {exc}", retryable=True)
-                self.clock.sleep(self._backoff(n, exc.retry_after))
+                    return outcome("failed", f"gave up after {n} attempts: {exc}",
+                                   retryable=True)
+                if self.clock.wait(self._backoff(n, exc.retry_after), self.stopping):
+                    return _Result(person.email, job.id, None, attempts)  # stopping: unsent
             except (PermanentError, CommsError) as exc:
-                status = getattr(exc, "status", None)
-                attempts.append(ledger.Attempt(send_id=job.id, at=self.clock.now(),
-                                               outcome="permanent", status_code=status,
-                                               detail=str(exc)))
-                return failed(str(exc), retryable=False)
+                attempt("permanent", exc if isinstance(exc, TransportError) else None)
+                return outcome("failed", str(exc))
             else:
-                attempts.append(ledger.Attempt(send_id=job.id, at=self.clock.now(),
-                                               outcome="sent"))
-                return _Result(person.email, ledger.Outcome(
-                    send_id=job.id, status="sent", attempts=n, provider_id=provider_id), attempts)
-        raise AssertionError("unreachable")
+                attempt("sent")
+                return outcome("sent", provider_id=provider_id)
+        return outcome("failed", "no attempt was allowed (COMMS_MAX_ATTEMPTS)")
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         delay = min(MAX_BACKOFF, self.policy.backoff_base * 2 ** (attempt - 1))
         delay *= 1 + random.random() * 0.25
         if retry_after is not None:
-            delay = max(delay, min(retry_after, MAX_BACKOFF))
+            delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
         return delay
 
 
 @dataclass(frozen=True, slots=True)
 class _Result:
+    """What became of one claim: its outcome, or None when it was given back unsent."""
+
     email: str
-    outcome: ledger.Outcome
+    send_id: int
+    outcome: ledger.Outcome | None
     attempts: list[ledger.Attempt]
 
 
 class _Bucket:
     """A per-minute rate limit on claims (no limit when ``per_minute`` is None)."""
 
-    def __init__(self, per_minute: int | None, clock: Clock) -> None:
+    def __init__(self, per_minute: int | None, clock: Clock, stopping: threading.Event) -> None:
         self.per_minute = per_minute
         self.clock = clock
+        self.stopping = stopping
         self.tokens = float(per_minute or 0)
         self.stamp = clock.now()
 
@@ -393,8 +449,7 @@ class _Bucket:
 
     def wait(self) -> None:
         if self.per_minute is not None:
-            self.clock.sleep(max(0.01, (1 - self.tokens) * 60 / self.per_minute))
-
+            self.clock.wait(max(0.01, (1 - self.tokens) * 60 / self.per_minute), self.stopping)
 
 
 def compose(conn: Conn, composer: Composer, campaign: Campaign, step: Step, now: datetime, *,

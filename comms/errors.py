@@ -63,6 +63,14 @@ class TransientError(TransportError):
     transient = True
 
 
+class AmbiguousError(TransientError):
+    """A passing failure after the request may have reached the provider (a timeout or reset
+    after it was written, a reply lost after SMTP's final dot): the send is uncertain and is
+    never retried blindly."""
+
+    transient = False
+
+
 class PermanentError(TransportError):
     """Retrying will not help: a bad request, a refused address, bad credentials."""
 

@@ -7,16 +7,17 @@ schedules. If it dies, another takes the lock at its next poll (``COMMS_SERVICE_
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from datetime import UTC, datetime, timedelta
-from types import FrameType
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from .app import App
 from .errors import CommsError
 from .service import Service
+from .stopping import ForcedStop, Stop
+from .store import runs
+from .store import sends as ledger
 from .store.lock import SchedulerLock
 
 log = logging.getLogger(__name__)
@@ -72,16 +73,23 @@ class Scheduler:
     def _now(self) -> datetime:
         return self.service.app.clock.now()
 
-    def stop(self) -> None:
-        """Claim nothing more, let the sends under way finish, release the lock."""
+    def stop(self, *, wait: bool = True) -> None:
+        """Claim nothing more, let the sends under way finish (unless not ``wait``), release
+        the lock."""
         self.service.stop()
-        self._aps.shutdown(wait=True)
-        with self._busy:
+        self._aps.shutdown(wait=wait)
+        if wait:
+            with self._busy:
+                self.lock.release()
+        else:
             self.lock.release()
 
 
-def run_service(app: App, *, web: bool, host: str, port: int) -> None:
-    """``comms run``: scheduler + dispatch (+ the web app) in one process until SIGTERM/SIGINT."""
+def run_service(app: App, *, web: bool, host: str, port: int, stop: Stop) -> None:
+    """``comms run``: scheduler + dispatch (+ the web app) in one process until ``stop`` is
+    requested (SIGTERM or SIGINT): then nothing more is claimed, what is in flight is finished
+    and recorded, and the scheduler lock is released. A second signal stops at once; what is
+    still in flight is marked uncertain."""
     service = Service(app)
     lock = SchedulerLock(app.store)
     if app.store.dialect == "sqlite" and not lock.try_acquire():
@@ -89,25 +97,20 @@ def run_service(app: App, *, web: bool, host: str, port: int) -> None:
                          "scheduler would send twice. Stop it first, or use PostgreSQL "
                          "(COMMS_DATABASE_URL) to run several processes.")
     scheduler = Scheduler(service, lock, poll_seconds=app.settings.service_poll_seconds)
+    stop.on_stop(service.stop)
     scheduler.start()
     try:
         if web:
             from .web import serve
 
-            serve(app, host=host, port=port)  # returns on SIGTERM/SIGINT
+            serve(app, host=host, port=port, stop=stop)
         else:
-            _wait_for_signal()
-    finally:
-        log.info("stopping: finishing the sends under way")
-        scheduler.stop()
-
-
-def _wait_for_signal() -> None:
-    stop = threading.Event()
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, handler)
-    stop.wait()
+            stop.requested.wait()
+    except ForcedStop:
+        log.warning("stopping now: what is still being sent is left uncertain")
+        scheduler.stop(wait=False)
+        with app.store.write() as conn:
+            ledger.mark_uncertain(conn, runs.of_this_process(conn))
+        raise
+    log.info("stopping: finishing the sends under way")
+    scheduler.stop()

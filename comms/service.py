@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from . import events, status, targeting
@@ -147,6 +147,17 @@ class Service:
                                                    resend_uncertain=resend_uncertain))
         return report
 
+    def retry_failed(self, campaign: Campaign, steps: list[Step], *,
+                     progress: Progress | None = None) -> TickReport:
+        """``comms send CAMPAIGN --retry-failed``: failed sends of these steps go again (after
+        the cause, a template or an address, was fixed)."""
+        report = TickReport()
+        with self.app.store.write() as conn:
+            ledger.reopen_failed(conn, campaign.id, [s.id for s in steps])
+        self._dispatcher(campaign, progress)
+        report.summaries += self._pending(campaign.id)
+        return report
+
     def _act(self, campaign: Campaign, decision: Decision, dispatcher: Dispatcher,
              report: TickReport, zone: ZoneInfo, now: datetime, *, dry_run: bool,
              resend_uncertain: bool, watermark: int) -> None:
@@ -184,7 +195,15 @@ class Service:
         return self._pending(None)
 
     def _pending(self, campaign_id: str | None) -> list[Summary]:
-        """Deliver the pending sends of one campaign (or all), paused campaigns left out."""
+        """Deliver the pending sends of one campaign (or all), paused campaigns left out; with
+        provider events settling uncertain sends, those still unheard of go again first."""
+        if self.app.resolves_uncertain:
+            quiet = timedelta(minutes=self.app.settings.uncertain_resolve_minutes)
+            with self.app.store.write() as conn:
+                resent = ledger.resolve_uncertain(conn, older_than=self.app.clock.now() - quiet)
+            if resent:
+                log.warning("%d uncertain send(s) with no provider event for %g min: sent again",
+                            resent, quiet.total_seconds() / 60)
         with self.app.store.read() as conn:
             keys = [k for k in ledger.pending_keys(conn)
                     if campaign_id in (None, k.campaign)]

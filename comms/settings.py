@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     timezone: str = "Europe/London"
     concurrency: int = 8
     max_attempts: int = 5
+    uncertain_resolve_minutes: float = 15.0  # with the event webhook: no event by then, resend
     now: datetime | None = None  # rehearse another moment: the clock starts here
 
     @classmethod

@@ -28,6 +28,7 @@ NEXT = ("due", "waiting", "planned", "expected")  # states of what is still to c
 class Status:
     steps: list[dict[str, Any]]
     uncertain: list[dict[str, Any]]
+    failed: list[dict[str, Any]]
     upcoming: list[dict[str, Any]]
     missed: list[dict[str, Any]]
     last_run: str | None
@@ -35,6 +36,7 @@ class Status:
 
     def as_json(self) -> dict[str, Any]:
         return {"steps": _iso(self.steps), "uncertain": _iso(self.uncertain),
+                "failed": self.failed,
                 "next": _iso(self.upcoming), "missed": _iso(self.missed),
                 "last_run": self.last_run,
                 "paused": {c: at.isoformat() for c, at in self.paused.items()}}
@@ -81,6 +83,7 @@ def status(app: App, campaign_id: str | None = None, *, settle_dead: bool = True
     with store.read() as conn:
         counts = ledger.counts(conn, campaign_id)
         uncertain = ledger.uncertain(conn, campaign_id)
+        failed = ledger.failed(conn, campaign_id)
         missed_rows = occurrences.missed(conn, campaign_id)
         last = meta.get(conn, "service:last_tick")
         facts = store_facts.load(conn, project)
@@ -98,7 +101,7 @@ def status(app: App, campaign_id: str | None = None, *, settle_dead: bool = True
                           "state": _state(campaign, step, row, facts),
                           **{state: c.get(state, 0) for state in ledger.STATES}})
     paused = {c: at for c, at in facts.paused.items() if campaign_id in (None, c)}
-    return Status(steps, uncertain, _coming(rows, now)[:10], missed_rows, last, paused)
+    return Status(steps, uncertain, failed, _coming(rows, now)[:10], missed_rows, last, paused)
 
 
 def _coming(rows: list[Occurrence], now: datetime) -> list[dict[str, Any]]:

@@ -7,9 +7,10 @@ Links in NHSmail among them) fetch every link in a message before the person see
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .app import App
 from .errors import CommsError, StoreError
 from .events import EventCancelled
+from .stopping import Stop
 from .suppression import AddressHasher, unsubscribe_send
 from .tokens import InvalidToken
 from .tracking import ingest
@@ -88,13 +90,22 @@ def create_app(app: App) -> Starlette:
                      exception_handlers=handlers)
 
 
-def serve(app: App, *, host: str, port: int) -> None:
-    """Run the web app under uvicorn until interrupted (no access log: paths carry tokens)."""
+def serve(app: App, *, host: str, port: int, stop: Stop) -> None:
+    """Run the web app under uvicorn until ``stop`` is requested (no access log: paths carry
+    tokens). comms handles the signals itself: uvicorn re-raises the one that stopped it, which
+    would end the process before what is in flight is recorded."""
     import uvicorn
 
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(app), host=host, port=port, access_log=False, server_header=False,
-                proxy_headers=True)
+    server = Server(uvicorn.Config(create_app(app), host=host, port=port, access_log=False,
+                                   server_header=False, proxy_headers=True))
+    stop.on_stop(lambda: setattr(server, "should_exit", True))
+    server.run()
 
 
 class _Handlers:

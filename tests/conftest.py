@@ -7,8 +7,9 @@ import ipaddress
 import os
 import shutil
 import ssl
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,21 +40,59 @@ def need(condition: bool, reason: str) -> None:
 
 
 class FakeClock:
-    """Time that moves only when told to (or when something sleeps)."""
+    """Time that moves only when told to (or when something sleeps or waits). Timers
+    (``every``) fire at their times as time moves past them, in the thread that moves it."""
 
     def __init__(self, start: datetime | None = None) -> None:
         self.current = start or datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
         self.slept: list[float] = []
+        self._timers: list[_FakeTimer] = []
+        self._lock = threading.RLock()
 
     def now(self) -> datetime:
         return self.current
 
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
-        self.current += timedelta(seconds=seconds)
+        self._move(self.current + timedelta(seconds=seconds))
+
+    def wait(self, seconds: float, event: threading.Event) -> bool:
+        if event.is_set():
+            return True
+        self.sleep(seconds)
+        return event.is_set()
+
+    def every(self, seconds: float, call: Callable[[], None]) -> _FakeTimer:
+        timer = _FakeTimer(self, seconds, call)
+        with self._lock:
+            self._timers.append(timer)
+        return timer
 
     def advance(self, **delta: float) -> None:
-        self.current += timedelta(**delta)
+        self._move(self.current + timedelta(**delta))
+
+    def _move(self, to: datetime) -> None:
+        with self._lock:
+            while True:
+                due = [t for t in self._timers if t.next <= to]
+                if not due:
+                    break
+                timer = min(due, key=lambda t: t.next)
+                self.current = max(self.current, timer.next)
+                timer.next += timedelta(seconds=timer.seconds)
+                timer.call()
+            self.current = max(self.current, to)
+
+
+class _FakeTimer:
+    def __init__(self, clock: FakeClock, seconds: float, call: Callable[[], None]) -> None:
+        self.clock, self.seconds, self.call = clock, seconds, call
+        self.next = clock.current + timedelta(seconds=seconds)
+
+    def stop(self) -> None:
+        with self.clock._lock:
+            if self in self.clock._timers:
+                self.clock._timers.remove(self)
 
 
 @pytest.fixture

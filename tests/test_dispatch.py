@@ -267,3 +267,38 @@ def test_transient_failures_exhausted_are_retried_by_the_next_run(
     assert len({m["payload"]["personalizations"][0]["to"][0]["email"]
                 for m in sendgrid.messages}) == 6
     app.close()
+
+
+def test_one_recipients_failure_of_any_kind_fails_that_send_and_can_be_retried(
+        project_dir: Path, store_url: str, clock: FakeClock) -> None:
+    from comms.service import Service
+    from comms.status import status
+
+    template = project_dir / "templates" / "briefings" / "pct-leads.txt.j2"
+    template.write_text("Seats each: {{ 100 // (stakeholder.attributes.seats | int) }}\n",
+                        encoding="utf-8")
+    csv = project_dir / "stakeholders" / "sel-directory.csv"
+    original = csv.read_text(encoding="utf-8")
+    lines = original.splitlines()
+    lines[0] += ",seats"
+    lines[1:] = [line + (",4" if i else ",0") for i, line in enumerate(lines[1:])]
+    csv.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    app = make_app(project_dir, store_url, clock)
+    campaign = app.project.campaign("pct-leads-briefing")
+    summary = app.dispatcher().send(campaign, campaign.steps[0])
+    assert (summary.sent, summary.failed, summary.uncertain) == (5, 1, 0)
+    assert "templates/briefings/pct-leads.txt.j2:1" in summary.failures[0]
+    assert "division" in summary.failures[0]
+    [failed] = status(app).failed
+    assert (failed["step"], failed["email"]) == ("briefing", "marta.adeyemi@bexley-ct.nhs.example")
+    again = app.dispatcher().send(campaign, campaign.steps[0])  # a plain rerun leaves it be
+    assert (again.sent, again.failed, again.still_failed) == (0, 0, 1)
+    assert "1 failed in all: `comms send pct-leads-briefing --retry-failed`" in again.line()
+    csv.write_text("\n".join(line + ",4" if i else line + ",seats"
+                             for i, line in enumerate(original.splitlines())) + "\n", "utf-8")
+    app = make_app(project_dir, store_url, clock)
+    retried = Service(app).retry_failed(app.project.campaign("pct-leads-briefing"),
+                                        list(campaign.steps))
+    assert sum(s.sent for s in retried.summaries) == 1
+    assert status(app).failed == [] and len(outbox(app)) == 6
+    app.close()

@@ -242,6 +242,7 @@ def test_a_second_scheduler_on_one_sqlite_database_is_refused(programme: Path,
                                                               tmp_path: Path) -> None:
     from comms.errors import CommsError
     from comms.scheduler import run_service
+    from comms.stopping import Stop
     from comms.store.lock import SchedulerLock
 
     first = service_for(programme, FakeClock(START), tmp_path / "comms.db")
@@ -249,7 +250,7 @@ def test_a_second_scheduler_on_one_sqlite_database_is_refused(programme: Path,
     assert lock.try_acquire()
     second = service_for(programme, FakeClock(START), tmp_path / "comms.db")
     with pytest.raises(CommsError, match="already schedules this SQLite database"):
-        run_service(second.app, web=False, host="127.0.0.1", port=0)
+        run_service(second.app, web=False, host="127.0.0.1", port=0, stop=Stop())
     lock.release()
 
 

@@ -11,7 +11,8 @@ from sqlalchemy import Connection, insert, select, update
 
 from . import tables
 
-STALE_AFTER = timedelta(seconds=60)
+HEARTBEAT = 10.0  # seconds between a run's heartbeats, from a timer of their own
+STALE_AFTER = timedelta(seconds=60)  # silent this long: the run's process is gone
 HOST = socket.gethostname()
 
 
@@ -31,18 +32,26 @@ def finish(conn: Connection, run_id: str, now: datetime) -> None:
                  .values(finished_at=now, heartbeat_at=now))
 
 
-def dead_runs(conn: Connection, now: datetime) -> list[str]:
-    """Runs that can no longer finish what they claimed: ended, silent too long, or gone."""
+def dead_runs(conn: Connection, now: datetime, *, me: tuple[str, int] | None = None) -> list[str]:
+    """Runs that can no longer finish what they claimed: ended, gone from this machine's
+    process table, or silent for longer than ``STALE_AFTER``. A run's heartbeat comes from a
+    timer of its own (comms/clock.py), every ``HEARTBEAT`` seconds whatever its sends are
+    doing, so a sender waiting out a Retry-After or a backoff stays alive. This process's own
+    runs (``me``: host and pid) are never dead."""
+    host_here, pid_here = me or (HOST, os.getpid())
     r = tables.runs
     rows = conn.execute(select(r.c.id, r.c.host, r.c.pid, r.c.heartbeat_at, r.c.finished_at))
-    return [run_id for run_id, host, pid, beat, finished in rows
-            if finished is not None or now - beat > STALE_AFTER
-            or (host == HOST and not _alive(pid))]
+    dead = []
+    for run_id, host, pid, beat, finished in rows:
+        if (host, pid) == (host_here, pid_here) and finished is None:
+            continue
+        if finished is not None or now - beat > STALE_AFTER or (
+                host == host_here and not _alive(pid)):
+            dead.append(run_id)
+    return dead
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -50,3 +59,10 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def of_this_process(conn: Connection) -> list[str]:
+    """The unfinished runs of this process."""
+    r = tables.runs
+    return list(conn.execute(select(r.c.id).where(r.c.host == HOST, r.c.pid == os.getpid(),
+                                                  r.c.finished_at.is_(None))).scalars())

@@ -375,3 +375,33 @@ def after_parents(conn: Connection, campaign: str, step: str, parent: str
 def high_water(conn: Connection) -> int:
     """The newest send's id (0 for an empty ledger): what existed at a moment."""
     return int(conn.execute(select(func.coalesce(func.max(s.c.id), 0))).scalar_one())
+
+
+def resolve_uncertain(conn: Connection, *, older_than: datetime) -> int:
+    """Uncertain sends the provider has reported nothing about since before ``older_than``
+    never reached it: they go again, once (a send uncertain a second time stays listed)."""
+    r = tables.responses
+    quiet = ~select(r.c.id).where(r.c.send_id == s.c.id).exists()
+    result = conn.execute(update(s).where(
+        s.c.status == "uncertain", s.c.resent == 0, s.c.claimed_at < older_than, quiet)
+        .values(status="pending", run_id=None, resent=s.c.resent + 1))
+    return result.rowcount or 0
+
+
+def reopen_failed(conn: Connection, campaign: str, steps: Sequence[str]) -> int:
+    """On request, after a fix: failed sends of these steps (any occurrence) go again."""
+    result = conn.execute(update(s).where(s.c.campaign == campaign, s.c.step.in_(list(steps)),
+                                          s.c.status == "failed")
+                          .values(status="pending", run_id=None, retryable=False))
+    return result.rowcount or 0
+
+
+def failed(conn: Connection, campaign: str | None = None) -> list[dict[str, Any]]:
+    """Every failed send, with who it was for and why."""
+    query = (select(s.c.campaign, s.c.step, s.c.occurrence, st.c.display_email.label("email"),
+                    s.c.attempts, s.c.retryable, s.c.error)
+             .join(st, st.c.id == s.c.stakeholder_id).where(s.c.status == "failed")
+             .order_by(s.c.campaign, s.c.step, s.c.id))
+    if campaign:
+        query = query.where(s.c.campaign == campaign)
+    return [dict(r) for r in conn.execute(query).mappings()]

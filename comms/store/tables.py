@@ -91,7 +91,7 @@ sends = Table(
     Column("occurrence", String(40), nullable=False),
     Column("stakeholder_id", Integer, ForeignKey("stakeholders.id", ondelete="CASCADE"),
            nullable=False),
-    # pending | claimed | sent | failed | uncertain | suppressed
+    # pending | claimed | sent | failed | uncertain | suppressed | skipped | missed
     Column("status", String(16), nullable=False),
     Column("run_id", String(32)),
     Column("attempts", Integer, nullable=False, server_default="0"),
@@ -104,6 +104,7 @@ sends = Table(
     Column("sequence", Integer),  # invitations: the SEQUENCE of the calendar sent
     Column("delivery", String(16)),  # the highest delivery state provider events reported
     Column("delivery_at", UtcDateTime()),
+    Column("resent", Integer, nullable=False, server_default="0"),  # automatic resends (≤ 1)
     UniqueConstraint("campaign", "step", "occurrence", "stakeholder_id", name="uq_sends_key"),
 )
 Index("ix_sends_queue", sends.c.campaign, sends.c.step, sends.c.occurrence, sends.c.status)

@@ -24,12 +24,11 @@ from python_http_client.client import Response
 from python_http_client.exceptions import HTTPError, err_dict
 from sendgrid import SendGridAPIClient
 
-from ..errors import PermanentError, TransientError
+from ..errors import AmbiguousError, PermanentError, TransientError
 from ..mime import check_address, check_header_value, check_method, extra_headers, split_mailbox
+from ._net import describe, dropped
 from .base import Message
 from .smtp import Redacted, SmtpTransport
-
-_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 
 class SendGridTransport:
@@ -88,11 +87,6 @@ class SendGridTransport:
             response = Response(self._mail_send._make_request(None, request))
         except HTTPError as exc:
             raise _http_error(exc) from None
-        except TimeoutError:
-            raise TransientError(f"SendGrid did not answer within {self.timeout:g} s") from None
-        except (OSError, http.client.HTTPException) as exc:
-            raise TransientError(f"cannot reach SendGrid at {self.host}: "
-                                 f"{exc or type(exc).__name__}") from None
         message_id = response.headers.get("X-Message-Id")
         if message_id:
             return str(message_id)
@@ -220,6 +214,7 @@ class _ConnectionPool:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"SendGrid host must be an http(s) URL, not {host!r}")
         self._https = parts.scheme == "https"
+        self._where = host
         self._hostname = parts.hostname
         self._port = parts.port
         self._timeout = timeout
@@ -230,27 +225,41 @@ class _ConnectionPool:
 
     def request(self, method: str, url: str, body: bytes | None, headers: dict[str, str],
                 timeout: float | None) -> _Reply:
+        """One request over this thread's connection. A failure before any byte was written (the
+        connection could not be made, or a kept-alive one was found closed) is a
+        :class:`TransientError`: the provider cannot have it. Any failure after that is an
+        :class:`AmbiguousError`: it may have been accepted, so it is never sent again blindly."""
         parts = urlsplit(url)
         path = parts.path + (f"?{parts.query}" if parts.query else "")
-        for attempt in (1, 2):
+        conn = self._connection(timeout)
+        if conn.sock is not None and dropped(conn.sock):
+            self._discard(conn)  # the server closed it while idle: nothing was written to it
             conn = self._connection(timeout)
-            reused = conn.sock is not None
+        if conn.sock is None:
             try:
-                conn.request(method, path, body=body, headers=headers)
-                response = conn.getresponse()
-                data = response.read()
-            except _STALE:
+                conn.connect()
+            except OSError as exc:
                 self._discard(conn)
-                if reused and attempt == 1:
-                    continue  # the server closed an idle keep-alive connection: reconnect once
-                raise
-            except BaseException:
-                self._discard(conn)
-                raise
-            if response.will_close:
-                conn.close()
-            return _Reply(response.status, data, response.headers)
-        raise AssertionError("unreachable")
+                raise TransientError(f"cannot reach SendGrid at {self._where}: "
+                                     f"{describe(exc)}") from None
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+        except TimeoutError:
+            self._discard(conn)
+            raise AmbiguousError(f"SendGrid did not answer within {conn.timeout:g} s after the "
+                                 "request was sent: it may have been accepted") from None
+        except (OSError, http.client.HTTPException) as exc:
+            self._discard(conn)
+            raise AmbiguousError(f"no reply from SendGrid at {self._where} after the request "
+                                 f"was sent ({describe(exc)}): it may have been accepted") from None
+        except BaseException:
+            self._discard(conn)
+            raise
+        if response.will_close:
+            conn.close()
+        return _Reply(response.status, data, response.headers)
 
     def close(self) -> None:
         with self._lock:
@@ -310,3 +319,4 @@ class _KeepAliveClient(python_http_client.Client):
             cls = err_dict.get(reply.getcode(), HTTPError)
             raise cls(reply.getcode(), "", reply.read(), reply.info())
         return reply
+

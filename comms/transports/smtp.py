@@ -6,8 +6,9 @@ import smtplib
 import ssl
 import threading
 
-from ..errors import PermanentError, TransientError, TransportError
+from ..errors import AmbiguousError, PermanentError, TransientError, TransportError
 from ..mime import build_mime, header_address
+from ._net import describe, dropped
 from .base import Message
 
 
@@ -61,8 +62,8 @@ class SmtpTransport:
         for attempt in (1, 2):
             conn = self._connection()
             try:
-                _transmit(conn, sender, recipient, raw, options)
-            except smtplib.SMTPServerDisconnected as exc:
+                _transmit(conn, sender, recipient, raw, options, self._where())
+            except smtplib.SMTPServerDisconnected as exc:  # before the final dot: not taken
                 self._discard(conn)
                 if attempt == 2:
                     raise TransientError(f"{self._where()} disconnected: {exc}") from None
@@ -81,7 +82,7 @@ class SmtpTransport:
                 raise PermanentError(f"{self._where()}: {exc}") from None
             except (smtplib.SMTPException, OSError) as exc:
                 self._discard(conn)
-                raise TransientError(f"{self._where()}: {_describe(exc)}") from None
+                raise TransientError(f"{self._where()}: {describe(exc)}") from None
             return message.message_id
         raise AssertionError("unreachable")
 
@@ -97,8 +98,10 @@ class SmtpTransport:
 
     def _connection(self) -> smtplib.SMTP:
         conn: smtplib.SMTP | None = getattr(self._local, "conn", None)
-        if conn is not None and conn.sock is not None:
+        if conn is not None and conn.sock is not None and not dropped(conn.sock):
             return conn
+        if conn is not None:
+            self._discard(conn)  # closed by the server while idle: nothing was written to it
         conn = self._open()
         self._local.conn = conn
         with self._lock:
@@ -138,7 +141,7 @@ class SmtpTransport:
             cls = PermanentError if 500 <= exc.smtp_code < 600 else TransientError
             return cls(f"{where}: {_text(exc.smtp_error)}", status=exc.smtp_code)
         if isinstance(exc, (smtplib.SMTPException, OSError)):
-            return TransientError(f"{where}: cannot connect: {_describe(exc)}")
+            return TransientError(f"{where}: cannot connect: {describe(exc)}")
         return exc
 
     def _context(self) -> ssl.SSLContext:
@@ -169,12 +172,6 @@ def _text(reply: bytes | str) -> str:
     return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
 
 
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    return str(exc) or type(exc).__name__
-
-
 def _quit(conn: smtplib.SMTP) -> None:
     try:
         conn.quit()
@@ -183,10 +180,12 @@ def _quit(conn: smtplib.SMTP) -> None:
 
 
 def _transmit(conn: smtplib.SMTP, sender: str, recipient: str, raw: bytes,
-              options: list[str]) -> None:
+              options: list[str], where: str) -> None:
     """MAIL, RCPT, DATA for one prepared message: ``smtplib.sendmail`` without its per-message
     address re-parsing and dot-stuffing pass (``build_mime`` never starts a line with a dot).
-    Raises the exceptions ``sendmail`` raises, so callers map them the same way."""
+    Raises the exceptions ``sendmail`` raises, so callers map them the same way, and
+    :class:`AmbiguousError` when the reply to the final dot is lost: the server may have taken
+    the message."""
     if not conn.does_esmtp and conn.helo_resp is None:
         conn.ehlo_or_helo_if_needed()
     suffix = "".join(f" {option}" for option in options)
@@ -202,9 +201,15 @@ def _transmit(conn: smtplib.SMTP, sender: str, recipient: str, raw: bytes,
     if code != 354:
         _reset(conn, code)
         raise smtplib.SMTPDataError(code, reply)
-    # One write: a separate small write for the final dot would wait on Nagle's algorithm.
+    # One write: a separate small write for the final dot would wait on Nagle's algorithm. If
+    # the write fails, the dot did not go and the server cannot have the message.
     conn.send(raw + (b".\r\n" if raw.endswith(b"\r\n") else b"\r\n.\r\n"))
-    code, reply = conn.getreply()
+    try:
+        code, reply = conn.getreply()
+    except (smtplib.SMTPServerDisconnected, OSError) as exc:
+        conn.close()
+        raise AmbiguousError(f"{where}: no reply after the message was sent "
+                             f"({describe(exc)}): it may have been accepted") from None
     if code != 250:
         _reset(conn, code)
         raise smtplib.SMTPDataError(code, reply)

@@ -53,8 +53,12 @@ class SmtpSink:
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, log: Path | str | None = None,
                  auth: tuple[str, str] | None = None, tls_context: ssl.SSLContext | None = None,
-                 require_starttls: bool = False, implicit_tls: bool = False) -> None:
-        """``tls_context`` offers STARTTLS, or with ``implicit_tls`` wraps every connection."""
+                 require_starttls: bool = False, implicit_tls: bool = False,
+                 latency: float = 0.0) -> None:
+        """``tls_context`` offers STARTTLS, or with ``implicit_tls`` wraps every connection;
+        ``latency`` seconds pass between taking a message and answering its final dot (as a
+        relay across a network takes), without holding up other connections."""
+        self.latency = latency
         self.messages: list[Received] = []
         self.connections = 0
         self.logins: list[str] = []
@@ -217,6 +221,8 @@ class _Handler:
         self.sink._record(Received(mail_from=str(envelope.mail_from),
                                    rcpt_tos=list(envelope.rcpt_tos), data=data,
                                    connection=number))
+        if self.sink.latency:
+            await asyncio.sleep(self.sink.latency)
         return "250 2.0.0 Message accepted for delivery"
 
 
@@ -226,12 +232,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--log", help="append one JSON line per message to this file")
     parser.add_argument("--auth", help="require AUTH with user:password")
+    parser.add_argument("--latency", type=float, default=0.0,
+                        help="seconds before answering each message's final dot")
     args = parser.parse_args(argv)
     auth = None
     if args.auth:
         user, _, password = args.auth.partition(":")
         auth = (user, password)
-    sink = SmtpSink(host=args.host, port=args.port, log=args.log, auth=auth)
+    sink = SmtpSink(host=args.host, port=args.port, log=args.log, auth=auth,
+                    latency=args.latency)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     sink.start()
