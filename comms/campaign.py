@@ -51,6 +51,13 @@ class Audience(_Strict):
     exclude: AudienceExclude = AudienceExclude()
 
 
+class Waitlist(_Strict):
+    """How a freed seat goes to the waiting list."""
+
+    offer_hours: float = Field(gt=0, le=24 * 60, description="a freed seat is offered to the "
+                               "next person for this long; unconfirmed, it passes on")
+
+
 class Event(_Strict):
     """A workshop or meeting; invitations to it carry an iCalendar object."""
 
@@ -66,6 +73,8 @@ class Event(_Strict):
     organiser: Person
     status: Literal["confirmed", "cancelled"] = "confirmed"
     reminder_minutes: int = Field(60, ge=0, description="calendar alarm before the start")
+    waitlist: Waitlist | None = Field(None, description="default: a freed seat goes to the "
+                                      "next in the queue at once")
 
     @model_validator(mode="after")
     def _ends_after_start(self) -> Event:

@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import click
@@ -477,6 +477,10 @@ def _set_paused(project_dir: Path | None, campaign: str, paused: bool) -> bool:
         return set_paused(conn, campaign, paused, app.clock.now())
 
 
+if TYPE_CHECKING:
+    from .tracking.inbound import InboundResult
+
+
 @cli.group()
 def inbox() -> None:
     """Mail that comes back: calendar replies to invitations."""
@@ -491,11 +495,7 @@ def inbox_import(path: Path, project_dir: Path | None) -> None:
     from .tracking.mailbox import import_path
 
     app = loaded(make_app(project_dir))
-    result = import_path(app.rsvps, path)
-    click.echo(f"{result.messages} message(s): {len(result.recorded)} answer(s) recorded, "
-               f"{len(result.unmatched)} not matched")
-    for line in result.unmatched:
-        click.echo(f"  not matched: {line}", err=True)
+    _inbox_summary(import_path(app.rsvps, path))
 
 
 @inbox.command("poll")
@@ -506,9 +506,16 @@ def inbox_poll(project_dir: Path | None) -> None:
     from .tracking.mailbox import poll_imap
 
     app = loaded(make_app(project_dir))
-    result = poll_imap(app.rsvps, app.settings)
-    click.echo(f"{result.messages} message(s): {len(result.recorded)} answer(s) recorded, "
-               f"{len(result.unmatched)} not matched")
+    _inbox_summary(poll_imap(app.rsvps, app.settings))
+
+
+def _inbox_summary(result: InboundResult) -> None:
+    click.echo(result.line())
+    for word, lines in (("stale", result.stale), ("not invited", result.not_invited),
+                        ("not understood", result.not_understood),
+                        ("not matched", result.unmatched)):
+        for line in lines:
+            click.echo(f"  {word}: {line}", err=True)
 
 
 @cli.group("events")

@@ -461,7 +461,7 @@ def compose(conn: Conn, composer: Composer, campaign: Campaign, step: Step, now:
     event = campaign.event(step.event_id) if step.event_id else None
     if event is None:
         return composer.prepare(campaign, step, now=now), None
-    cancel = step.kind == "cancel"
+    cancel = events.cancels_event(step)
     state = (stored_events.sync(conn, campaign, event, timezone=composer.timezone, now=now,
                                 cancel=cancel) if record
              else stored_events.current(conn, campaign, event, cancel=cancel))

@@ -25,17 +25,27 @@ class CalendarSpec:
     uid: str
     sequence: int
     method: Method
+    whole_event: bool = True  # False: a CANCEL of one person's copy only
 
 
 def calendar_spec(state: EventState, step: Step) -> CalendarSpec | None:
     """The calendar a step of ``kind: invite`` or ``cancel`` carries in this state (None for
-    other steps). A REQUEST for a cancelled event is :class:`EventCancelled`."""
+    other steps): a REQUEST, or a CANCEL (of the event, or of one person's copy for the
+    waitlisted notice). A REQUEST for a cancelled event is :class:`EventCancelled`."""
     if step.kind not in ("invite", "cancel"):
         return None
     cancelled = state.status == "cancelled"
     if step.kind == "invite" and cancelled:
         raise EventCancelled("the event is cancelled: no invitations are sent")
-    return CalendarSpec(state.uid, state.sequence, "CANCEL" if cancelled else "REQUEST")
+    method: Method = "CANCEL" if cancelled or step.kind == "cancel" else "REQUEST"
+    return CalendarSpec(state.uid, state.sequence, method,
+                        whole_event=cancelled or cancels_event(step))
+
+
+def cancels_event(step: Step) -> bool:
+    """Whether sending the step cancels the event for everyone (a cancel step, the built-in
+    cancellation), not only one person's copy (the waitlisted notice)."""
+    return step.kind == "cancel" and not step.id.endswith(":waitlisted")
 
 
 class EventCancelled(CommsError):
@@ -57,10 +67,8 @@ def find_event(campaigns: dict[str, Campaign], name: str) -> tuple[Campaign, Eve
 
 def roster(store: Store, campaign: Campaign, event: Event) -> list[dict[str, Any]]:
     """Everyone invited to (or answering for) the event, with their answer, its source and time."""
-    invite_steps = [step.id for step in campaign.steps
-                    if step.kind == "invite" and step.event == event.id]
     with store.read() as conn:
-        return rsvps.roster(conn, campaign.id, event.id, invite_steps)
+        return rsvps.roster(conn, campaign.id, event.id, calendar_steps(campaign, event))
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +118,13 @@ def _sheet_emails(sheet: Path) -> list[str]:
     return emails
 
 
+def calendar_steps(campaign: Campaign, event: Event) -> tuple[str, ...]:
+    """Every step whose sends put this event in someone's calendar: its invitations and the
+    built-in update step."""
+    ids = [s.id for s in campaign.steps if s.kind == "invite" and s.event == event.id]
+    return (*ids, change_step(event, cancelled=False).id)
+
+
 def change_step(event: Event, *, cancelled: bool) -> Step:
     """The built-in step that tells attendees of a change (templates/comms/event-*.html.j2)."""
     if cancelled:
@@ -123,12 +138,17 @@ def change_step(event: Event, *, cancelled: bool) -> Step:
 
 NOTICES = {"waitlisted": "You are on the waiting list: {{ event.title }}",
            "promoted": "A place is yours: {{ event.title }}"}
+#: What a notice does to the person's calendar: off it while waiting, back on with a seat.
+_NOTICE_KINDS = {"waitlisted": "cancel", "promoted": "invite"}
 
 
 def notice_step(event: Event, kind: str) -> Step:
-    """The built-in step telling someone what their RSVP did (templates/comms/rsvp-*.html.j2)."""
-    return Step.model_construct(id=f"{event.id}:{kind}", kind="email", event=event.id, now=True,
-                                template=f"comms/rsvp-{kind}", subject=NOTICES[kind])
+    """The built-in step telling someone what their RSVP did (templates/comms/rsvp-*.html.j2),
+    with a calendar part so that their calendar shows what is true: a CANCEL of their copy
+    while they wait, a fresh REQUEST once a seat is theirs."""
+    return Step.model_construct(id=f"{event.id}:{kind}", kind=_NOTICE_KINDS[kind],
+                                event=event.id, now=True, template=f"comms/rsvp-{kind}",
+                                subject=NOTICES[kind])
 
 
 def step_for(campaign: Campaign, step_id: str) -> Step | None:

@@ -66,8 +66,12 @@ def build_calendar(
     dtstamp: datetime,
     default_timezone: str,
     prodid: str = "-//comms//EN",
+    whole_event: bool = True,
 ) -> EventCalendar:
-    """Build the REQUEST or CANCEL calendar of one event at one SEQUENCE (once per send step)."""
+    """Build the REQUEST or CANCEL calendar of one event at one SEQUENCE (once per send step).
+
+    A CANCEL of ``whole_event`` says STATUS:CANCELLED; otherwise it removes only its attendee
+    (RFC 5546 §3.2.5: the event itself stays confirmed)."""
     if method not in ("REQUEST", "CANCEL"):
         raise ValueError(f"method must be REQUEST or CANCEL, not {method!r}")
     if method == "REQUEST" and event.status == "cancelled":
@@ -91,7 +95,7 @@ def build_calendar(
         location=_location(event),
         url=str(event.online_url) if event.online_url else None,
         description=_description(event),
-        status=STATUS.CANCELLED if method == "CANCEL" else STATUS.CONFIRMED,
+        status=STATUS.CANCELLED if method == "CANCEL" and whole_event else STATUS.CONFIRMED,
         organizer=vCalAddress.new(event.organiser.email, cn=event.organiser.name or None),
     )
     if method == "REQUEST":

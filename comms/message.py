@@ -45,6 +45,7 @@ class EventView:
     capacity: int | None
     seats_left: int | None
     status: str
+    offer_hours: float | None  # a freed seat is offered for this long (``waitlist``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +63,7 @@ def event_view(event: Event, default_timezone: str, seats_left: int | None = Non
         ends=event.ends.replace(tzinfo=tz), timezone=zone, location=event.location,
         online_url=str(event.online_url) if event.online_url else None,
         description=event.description, capacity=event.capacity, seats_left=seats_left,
-        status=event.status)
+        status=event.status, offer_hours=event.waitlist.offer_hours if event.waitlist else None)
 
 
 class PreparedStep:
@@ -138,7 +139,8 @@ class Composer:
         built = None
         if event is not None and calendar is not None:
             built = build_calendar(event, method=calendar.method, sequence=calendar.sequence,
-                                   uid=calendar.uid, dtstamp=now, default_timezone=self.timezone)
+                                   uid=calendar.uid, dtstamp=now, default_timezone=self.timezone,
+                                   whole_event=calendar.whole_event)
         return PreparedStep(
             campaign=campaign, step=step,
             templates=self.renderer.compile(step.template, step.subject),

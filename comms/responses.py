@@ -33,6 +33,8 @@ class Kind(StrEnum):
     RSVP_TENTATIVE = "rsvp_tentative"
     RSVP_WAITLISTED = "rsvp_waitlisted"
     RSVP_PROMOTED = "rsvp_promoted"
+    RSVP_STALE = "rsvp_stale"  # an answer older than the one held, or for an older SEQUENCE
+    RSVP_PROPOSED = "rsvp_proposed"  # a new time proposed (METHOD:COUNTER); detail: the time
 
 
 #: SendGrid Event Webhook words → ours (bounces: ``type`` bounce = hard, blocked = soft).

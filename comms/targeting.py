@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from ._types import email_key
 from .campaign import Audience, Campaign, Event, OnlyIf, Step
-from .events import change_step
+from .events import calendar_steps
 from .plan import ONCE
 from .store.sends import Key
 
@@ -38,7 +38,6 @@ class Holders:
     event: str
     steps: tuple[str, ...]
     below: int | None = None  # only those whose calendar holds a SEQUENCE lower than this
-    keep_decliners: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,7 +86,8 @@ def for_step(campaign: Campaign, step: Step, occurrence: str = ONCE, *, paused: 
 def for_change(campaign: Campaign, event: Event, step: Step, sequence: int, *,
                paused: bool = False) -> Target:
     """An update or cancellation (``step``, built-in) at ``sequence``: everyone whose calendar
-    holds an older SEQUENCE of the event and who has not declined."""
+    holds an older SEQUENCE of the event — as calendar servers do, decliners and the waitlisted
+    too, since their clients put the invitation on their calendars when it came."""
     return Target(key=Key(campaign.id, step.id, f"seq-{sequence}"), audience=campaign.audience,
                   exclude=(email_key(event.organiser.email),),
                   holders=Holders(event=event.id, steps=calendar_steps(campaign, event),
@@ -109,10 +109,3 @@ def audience_of(campaign: Campaign, step: Step | None = None) -> Target:
     narrowing = OnlyIf(roles=only_if.roles, tags=only_if.tags) if only_if else None
     return Target(key=Key(campaign.id, step.id if step else "", ONCE),
                   audience=campaign.audience, only_if=narrowing)
-
-
-def calendar_steps(campaign: Campaign, event: Event) -> tuple[str, ...]:
-    """Every step whose sends put this event in someone's calendar: its invitations and the
-    built-in update step."""
-    ids = [s.id for s in campaign.steps if s.kind == "invite" and s.event == event.id]
-    return (*ids, change_step(event, cancelled=False).id)

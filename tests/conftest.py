@@ -95,6 +95,14 @@ class _FakeTimer:
                 self.clock._timers.remove(self)
 
 
+@pytest.fixture(autouse=True)
+def fixed_random_uid_parts(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Events' UIDs carry a random part; tests know it in advance (0e0e…, as in
+    ``workshops.ws1.0e0e0e0e0e0e0e0e@sel-learning.example``) unless marked ``random_uids``."""
+    if request.node.get_closest_marker("random_uids") is None:
+        monkeypatch.setattr("comms.store.events._uid_part", lambda: "0e0e0e0e0e0e0e0e")
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()

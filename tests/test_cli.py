@@ -225,5 +225,5 @@ def test_preview_of_an_invitation_writes_its_calendar(project_dir: Path) -> None
     path = Path(next(line for line in result.output.splitlines()
                      if line.startswith("Calendar: "))[10:])
     ics = path.read_text(encoding="utf-8")
-    assert "METHOD:REQUEST" in ics and "UID:workshops.ws1@sel-learning.example" in ics
+    assert "METHOD:REQUEST" in ics and "UID:workshops.ws1.0e0e0e0e0e0e0e0e@sel-learning.example" in ics
     assert "mailto:tariq.nowak@bexley-ct.nhs.example" in ics.replace("\r\n ", "")

@@ -29,7 +29,7 @@ from comms.store.rsvps import record_answer, seats_left
 from .conftest import FakeClock
 from .test_dispatch import make_app, outbox
 
-UID = "workshops.ws1@sel-learning.example"
+UID = "workshops.ws1.0e0e0e0e0e0e0e0e@sel-learning.example"
 AUDIENCE = 80
 
 

@@ -31,7 +31,7 @@ from comms.web import create_app
 
 from .conftest import FakeClock
 
-EVENT_UID = "workshops.ws1@sel-learning.example"
+EVENT_UID = "workshops.ws1.0e0e0e0e0e0e0e0e@sel-learning.example"
 EVENT_END = datetime(2027, 1, 14, 16, 30, tzinfo=UTC)  # 16:30 in London, in winter
 
 

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection
 
 from ..campaign import Campaign
-from ..targeting import calendar_steps
+from ..events import calendar_steps
 from . import metrics
 
 RATES = {  # key: (numerator, denominator)

@@ -7,6 +7,7 @@ previews, so both show the calendar a real send would carry.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -38,11 +39,16 @@ def next_state(row: Any, campaign: Campaign, event: Event, *, cancelled: bool
     SEQUENCE by one."""
     status = "cancelled" if cancelled else "confirmed"
     fingerprint = event_changed_fingerprint(event.model_copy(update={"status": status}))
-    if row is None:
-        uid = event_uid(campaign.id, event.id, event.organiser.email.rpartition("@")[2])
+    if row is None:  # a random part: UIDs are neither guessed nor reissued by a fresh store
+        uid = event_uid(campaign.id, f"{event.id}.{_uid_part()}",
+                        event.organiser.email.rpartition("@")[2])
         return EventState(uid, 0, status, changed=False), fingerprint
     changed = row.fingerprint != fingerprint
     return EventState(row.uid, row.sequence + changed, status, changed), fingerprint
+
+
+def _uid_part() -> str:
+    return secrets.token_hex(8)
 
 
 def sync(conn: Connection, campaign: Campaign, event: Event, *, timezone: str, now: datetime,

@@ -405,3 +405,18 @@ def failed(conn: Connection, campaign: str | None = None) -> list[dict[str, Any]
     if campaign:
         query = query.where(s.c.campaign == campaign)
     return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def calendar_held(conn: Connection, campaign: str, steps: Sequence[str], stakeholder_id: int
+                  ) -> int | None:
+    """The SEQUENCE of the event the person's calendar holds: the highest one of ``steps`` sent
+    to them (None: they were never sent the event)."""
+    value = conn.execute(select(func.max(s.c.sequence)).where(
+        s.c.campaign == campaign, s.c.step.in_(list(steps)), s.c.stakeholder_id == stakeholder_id,
+        s.c.status == "sent")).scalar()
+    if value is not None:
+        return int(value)
+    sent = conn.execute(select(s.c.id).where(
+        s.c.campaign == campaign, s.c.step.in_(list(steps)), s.c.stakeholder_id == stakeholder_id,
+        s.c.status == "sent").limit(1)).first()
+    return 0 if sent else None

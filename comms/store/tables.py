@@ -178,10 +178,13 @@ rsvps = Table(
     Column("event", String(64), nullable=False),
     Column("stakeholder_id", Integer, ForeignKey("stakeholders.id", ondelete="CASCADE"),
            nullable=False),
-    Column("status", String(16), nullable=False),  # accepted | tentative | declined | waitlisted
+    # accepted | tentative | declined | waitlisted | offered
+    Column("status", String(16), nullable=False),
     Column("source", String(16), nullable=False),  # link | calendar | manual
-    Column("answered_at", UtcDateTime(), nullable=False),
+    Column("answered_at", UtcDateTime(), nullable=False),  # a calendar reply: its DTSTAMP
     Column("queued_at", UtcDateTime()),  # when a waitlisted person asked for a seat
+    Column("sequence", Integer),  # the event SEQUENCE the answer was given for
+    Column("offer_expires_at", UtcDateTime()),  # an offered seat lapses then
     UniqueConstraint("campaign", "event", "stakeholder_id", name="uq_rsvps_key"),
 )
 Index("ix_rsvps_stakeholder", rsvps.c.stakeholder_id)

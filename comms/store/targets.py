@@ -170,18 +170,13 @@ def _parent(target: Target) -> Any:
 
 
 def _holders(target: Target) -> ColumnElement[bool]:
-    """The person was sent the event's calendar (and, with ``below``, holds an older SEQUENCE;
-    decliners are left out unless ``keep_decliners``)."""
+    """The person was sent the event's calendar (and, with ``below``, holds an older
+    SEQUENCE), whatever they answered."""
     assert target.holders is not None
     h = target.holders
-    r = tables.rsvps
     sent = select(s.c.id).where(s.c.campaign == target.campaign, s.c.step.in_(h.steps),
                                 s.c.stakeholder_id == st.c.id, s.c.status == "sent")
     conds: list[ColumnElement[bool]] = [sent.exists()]
-    if not h.keep_decliners:
-        conds.append(~select(r.c.id).where(r.c.campaign == target.campaign, r.c.event == h.event,
-                                           r.c.stakeholder_id == st.c.id,
-                                           r.c.status == "declined").exists())
     if h.below is not None:
         conds.append(~sent.where(s.c.sequence >= h.below).exists())
     return and_(*conds)

@@ -1,4 +1,4 @@
-"""Mail that comes back: calendar REPLYs (Accept / Decline / Tentative) matched to invitations."""
+"""Mail that comes back: calendar answers matched to invitations, and replies to campaign emails."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import email.policy
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import cast
 
@@ -16,51 +16,103 @@ from ..events import EventCancelled
 from ..responses import Kind, Response
 from ..store import responses as stored_responses
 from ..store import sends
-from .replies import replies_in_message
-from .rsvp import Rsvps, UnknownInvitation
+from .replies import Proposal, Reply, read_message
+from .rsvp import NotInvited, Rsvps, UnknownInvitation
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
 class InboundResult:
-    """What a batch of inbound mail did: answers recorded, and what matched nothing."""
+    """What a batch of inbound mail did, in the words ``comms inbox import`` prints."""
 
     recorded: list[str] = field(default_factory=list)  # "campaign/event: status"
-    unmatched: list[str] = field(default_factory=list)  # reasons, without addresses
+    stale: list[str] = field(default_factory=list)  # older than the answer held: nothing changed
+    not_invited: list[str] = field(default_factory=list)  # from someone never sent the invitation
+    not_understood: list[str] = field(default_factory=list)  # "where: why" (TNEF, broken data)
+    unmatched: list[str] = field(default_factory=list)  # unknown events or people (no addresses)
     messages: int = 0
 
+    def line(self) -> str:
+        """``N message(s): R answer(s) recorded, [S stale, I not invited, U not understood,]
+        M not matched`` (the middle three when there are any)."""
+        words = [f"{len(self.recorded)} answer(s) recorded"]
+        words += [f"{len(found)} {word}" for word, found in (
+            ("stale", self.stale), ("not invited", self.not_invited),
+            ("not understood", self.not_understood)) if found]
+        return f"{self.messages} message(s): {', '.join(words)}, {len(self.unmatched)} not matched"
 
-def process_message(rsvps: Rsvps, raw: bytes, result: InboundResult | None = None
-                    ) -> InboundResult:
-    """Record every calendar reply in one raw RFC 5322 message. Unknown events or people are
-    logged and counted, never raised: a webhook must not retry them forever."""
+
+def process_message(rsvps: Rsvps, raw: bytes, result: InboundResult | None = None, *,
+                    where: str | None = None) -> InboundResult:
+    """Record every calendar answer in one raw RFC 5322 message: REPLYs by the rules of
+    comms/tracking/rsvp.py, COUNTER proposals for the organiser, a reply to a campaign email as
+    ``replied``. What matches nothing, or cannot be read, is counted and listed (``where``:
+    the file, else the Message-ID), never raised: a webhook must not retry it forever."""
     result = result or InboundResult()
     result.messages += 1
-    message = cast(EmailMessage, email.message_from_bytes(raw, policy=email.policy.default))
-    try:
-        replies = replies_in_message(message)
-    except ValueError as exc:
-        result.unmatched.append(f"unreadable calendar part: {exc}")
-        log.warning("inbound: unreadable calendar part: %s", exc)
+    message = parse(raw)
+    found = read_message(message)
+    label = where or str(message.get("Message-ID", "") or "(no Message-ID)")
+    for reason in found.not_understood:
+        result.not_understood.append(f"{label}: {reason}")
+        log.warning("inbound: not understood: %s", reason)
+    if not found.replies and not found.proposals:
+        if not found.not_understood:
+            _record_reply(rsvps, message, result)
         return result
-    if not replies:
-        _record_reply(rsvps, message, result)
-        return result
-    for reply in replies:
+    sender = _sender(message)
+    answers: list[Reply | Proposal] = [*found.replies, *found.proposals]
+    for answer in answers:
         try:
-            invitation = rsvps.by_reply(reply)
+            invitation = rsvps.by_reply(answer, sender)
+        except NotInvited as exc:
+            result.not_invited.append(str(exc))
+            log.info("inbound: %s", exc)
+            continue
         except UnknownInvitation as exc:
             result.unmatched.append(str(exc))
             log.info("inbound: %s", exc)
             continue
+        where_to = f"{invitation.campaign.id}/{invitation.event.id}"
+        if isinstance(answer, Proposal):
+            rsvps.propose(invitation, answer)
+            result.recorded.append(f"{where_to}: proposed another time")
+            continue
         try:
-            outcome = rsvps.answer(invitation, reply.partstat, "calendar")
+            outcome = rsvps.answer(invitation, answer.partstat, "calendar", reply=answer)
         except EventCancelled as exc:
             result.unmatched.append(f"an answer to a cancelled event ({exc})")
             continue
-        result.recorded.append(f"{invitation.campaign.id}/{invitation.event.id}: {outcome.status}")
+        if outcome.stale:
+            result.stale.append(f"{where_to}: {answer.partstat} (SEQUENCE {answer.sequence}), "
+                                "older than the answer held")
+        else:
+            result.recorded.append(f"{where_to}: {outcome.status}")
     return result
+
+
+def parse(raw: bytes) -> EmailMessage:
+    return cast(EmailMessage, email.message_from_bytes(raw, policy=email.policy.default))
+
+
+def answered_at(raw: bytes) -> datetime:
+    """When the earliest calendar answer in a message was made (its DTSTAMP): a batch is applied
+    in this order, whatever order its files or messages come in. Mail without one sorts last."""
+    found = read_message(parse(raw))
+    stamps = [a.dtstamp for a in found.replies] + [p.dtstamp for p in found.proposals]
+    return min(stamps, default=_LAST)
+
+
+_LAST = datetime.max.replace(tzinfo=UTC)
+
+
+def _sender(message: EmailMessage) -> str | None:
+    try:
+        addresses = message["From"].addresses if message["From"] is not None else ()
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None
+    return addresses[0].addr_spec if addresses else None
 
 
 _MESSAGE_ID = re.compile(r"<([0-9a-f]{32})@[^>]+>")

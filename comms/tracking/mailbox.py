@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import CommsError, ConfigError
-from .inbound import InboundResult, process_message
+from .inbound import InboundResult, answered_at, process_message
 from .rsvp import Rsvps
 
 if TYPE_CHECKING:
@@ -32,13 +32,15 @@ def import_path(rsvps: Rsvps, path: Path | str) -> InboundResult:
     """Record the calendar replies in a .eml file, an mbox file, or a folder of either (searched
     recursively; a Maildir folder is read as one)."""
     result = InboundResult()
-    for raw in messages_in(Path(path)):
-        process_message(rsvps, raw, result)
+    found = list(messages_in(Path(path)))
+    for where, raw in sorted(found, key=lambda item: answered_at(item[1])):  # stable
+        process_message(rsvps, raw, result, where=where)
     return result
 
 
-def messages_in(path: Path) -> Iterator[bytes]:
-    """The raw bytes of every message under ``path``, in a stable order."""
+def messages_in(path: Path) -> Iterator[tuple[str, bytes]]:
+    """Where each message under ``path`` is (its file, or mbox and number) and its raw bytes,
+    in a stable order."""
     if not path.exists():
         raise ConfigError("no such file or folder", path=path)
     if path.is_dir():
@@ -46,7 +48,7 @@ def messages_in(path: Path) -> Iterator[bytes]:
     elif is_mbox(path):
         yield from _mbox(path)
     else:
-        yield _read(path)
+        yield str(path), _read(path)
 
 
 def is_mbox(path: Path) -> bool:
@@ -60,7 +62,7 @@ def is_mbox(path: Path) -> bool:
         raise CommsError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
-def _folder(folder: Path) -> Iterator[bytes]:
+def _folder(folder: Path) -> Iterator[tuple[str, bytes]]:
     if _is_maildir(folder):
         yield from _maildir(folder)
         return
@@ -72,7 +74,7 @@ def _folder(folder: Path) -> Iterator[bytes]:
         elif entry.suffix.lower() in MBOX_SUFFIXES:
             yield from _mbox(entry)
         elif entry.suffix.lower() in MESSAGE_SUFFIXES:
-            yield _read(entry)
+            yield str(entry), _read(entry)
 
 
 def _is_maildir(folder: Path) -> bool:
@@ -86,23 +88,23 @@ def _read(path: Path) -> bytes:
         raise CommsError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
-def _mbox(path: Path) -> Iterator[bytes]:
+def _mbox(path: Path) -> Iterator[tuple[str, bytes]]:
     try:
         box = mailbox.mbox(path, create=False)
         keys = box.keys()
     except (OSError, mailbox.Error) as exc:
         raise CommsError(f"{path}: cannot read as an mbox file: {exc}") from None
     try:
-        for key in keys:
-            yield box.get_bytes(key)
+        for n, key in enumerate(keys, 1):
+            yield f"{path} message {n}", box.get_bytes(key)
     finally:
         box.close()
 
 
-def _maildir(folder: Path) -> Iterator[bytes]:
+def _maildir(folder: Path) -> Iterator[tuple[str, bytes]]:
     box = mailbox.Maildir(folder, create=False)
     for key in sorted(box.keys()):
-        yield box.get_bytes(key)
+        yield f"{folder} {key}", box.get_bytes(key)
 
 
 # --- IMAP -----------------------------------------------------------------------------------
@@ -128,10 +130,10 @@ def poll_imap(rsvps: Rsvps, settings: Settings) -> InboundResult:
             raise CommsError(f"{where}: login as {settings.imap_username!r} refused: "
                              f"{_reason(exc, password)}") from None
         _select(conn, settings.imap_folder, where)
-        for uid in _unseen(conn, where):
-            raw = _fetch(conn, uid, where)
+        fetched = [(uid, _fetch(conn, uid, where)) for uid in _unseen(conn, where)]
+        for uid, raw in sorted(fetched, key=lambda item: answered_at(item[1] or b"")):
             if raw is not None:
-                process_message(rsvps, raw, result)
+                process_message(rsvps, raw, result, where=f"IMAP message {uid}")
             _check(conn.uid("STORE", uid, "+FLAGS", r"(\Seen)"), where, "mark as read")
     except (imaplib.IMAP4.error, OSError) as exc:
         raise CommsError(f"{where}: {_reason(exc, password)}") from None

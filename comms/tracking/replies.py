@@ -1,4 +1,6 @@
-"""Calendar replies: the METHOD:REPLY an attendee's client mails back, read from a message."""
+"""What attendees' calendars mail back, read from a message: METHOD:REPLY answers, METHOD:COUNTER
+proposals of another time (Outlook's "propose new time"), and what cannot be read (Outlook's
+TNEF-only ``winmail.dat``, broken calendar data) so that nothing is dropped in silence."""
 
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ _PARTSTATS: dict[str, PartStat] = {
     "TENTATIVE": "tentative",
 }
 _CALENDAR_TYPES = ("text/calendar", "application/ics", "text/x-vcalendar")
+_TNEF_TYPES = ("application/ms-tnef", "application/vnd.ms-tnef")
+MAX_COMPONENTS = 50  # calendar components in one message: a reply holds one or two
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -31,19 +35,53 @@ class Reply:
     dtstamp: datetime
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Proposal:
+    """An attendee proposing another time (a METHOD:COUNTER): the organiser decides."""
+
+    uid: str
+    attendee_email: str
+    starts: datetime | None
+    ends: datetime | None
+    comment: str
+    sequence: int
+    dtstamp: datetime
+
+
+@dataclass(slots=True)
+class Found:
+    """Everything calendar-like in one message."""
+
+    replies: list[Reply]
+    proposals: list[Proposal]
+    not_understood: list[str]  # why a calendar part, or a TNEF-only reply, could not be read
+
+
 def parse_reply(data: bytes | str) -> Reply | None:
     """Parse the .ics text of a METHOD:REPLY; None for other methods; ValueError for garbage."""
+    answer = parse_answer(data)
+    return answer if isinstance(answer, Reply) else None
+
+
+def parse_answer(data: bytes | str) -> Reply | Proposal | None:
+    """A METHOD:REPLY or METHOD:COUNTER; None for other methods; ValueError for garbage."""
     calendar = _parse_calendar(data)
     method = str(calendar.get("METHOD", "")).strip().upper()
-    if method != "REPLY":
+    if method not in ("REPLY", "COUNTER"):
         return None
     events = calendar.walk("VEVENT")
     if not events:
-        raise ValueError("iCalendar REPLY has no VEVENT")
+        raise ValueError(f"iCalendar {method} has no VEVENT")
     vevent = events[0]
     uid = str(vevent.get("UID", "")).strip()
     if not uid:
-        raise ValueError("iCalendar REPLY has no UID")
+        raise ValueError(f"iCalendar {method} has no UID")
+    if method == "COUNTER":
+        attendee = _one_attendee(vevent)
+        return Proposal(uid=uid, attendee_email=_address(str(attendee)),
+                        starts=_moment(vevent, "DTSTART"), ends=_moment(vevent, "DTEND"),
+                        comment=str(vevent.get("COMMENT", "") or "").strip()[:2000],
+                        sequence=_sequence(vevent, uid), dtstamp=_dtstamp(vevent, uid))
     attendee = _one_attendee(vevent)
     partstat = str(attendee.params.get("PARTSTAT", "")).upper()
     if partstat not in _PARTSTATS:
@@ -66,24 +104,55 @@ def replies_in_message(msg: Message) -> list[Reply]:
     Parts that are not REPLYs are ignored. Unparseable calendar parts are skipped when another
     part of the message carried a reply; when none did, the first error is raised.
     """
-    replies: list[Reply] = []
-    first_error: ValueError | None = None
+    found = read_message(msg)
+    if not found.replies and found.not_understood:
+        raise ValueError(found.not_understood[0])
+    return found.replies
+
+
+def read_message(msg: Message) -> Found:
+    """The replies and proposals in an email (each once, in order), and what could not be read:
+    a calendar part that does not parse, when no other part of the message answered, or an
+    Outlook reply that came only as TNEF (``winmail.dat``)."""
+    found = Found([], [], [])
+    errors: list[str] = []
+    tnef = False
+    parts = 0
     for part in msg.walk():
-        if part.is_multipart() or not _is_calendar_part(part):
+        if part.is_multipart():
             continue
+        if _is_tnef(part):
+            tnef = True
+            continue
+        if not _is_calendar_part(part):
+            continue
+        parts += 1
+        if parts > MAX_COMPONENTS:
+            errors.append(f"more than {MAX_COMPONENTS} calendar parts in one message")
+            break
         payload = part.get_payload(decode=True)
         if not isinstance(payload, bytes):
             continue
         try:
-            reply = parse_reply(payload)
+            answer = parse_answer(payload)
         except ValueError as exc:
-            first_error = first_error or exc
+            errors.append(str(exc))
             continue
-        if reply is not None and reply not in replies:
-            replies.append(reply)
-    if not replies and first_error is not None:
-        raise first_error
-    return replies
+        if isinstance(answer, Reply) and answer not in found.replies:
+            found.replies.append(answer)
+        elif isinstance(answer, Proposal) and answer not in found.proposals:
+            found.proposals.append(answer)
+    if not found.replies and not found.proposals:
+        found.not_understood += errors
+        if tnef:
+            found.not_understood.append("an Outlook reply sent only as TNEF (winmail.dat), "
+                                        "which holds no readable calendar answer")
+    return found
+
+
+def _is_tnef(part: Message) -> bool:
+    return (part.get_content_type() in _TNEF_TYPES
+            or (part.get_filename() or "").lower() == "winmail.dat")
 
 
 def _is_calendar_part(part: Message) -> bool:
@@ -97,9 +166,11 @@ def _parse_calendar(data: bytes | str) -> Calendar:
     text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
     if "BEGIN:VCALENDAR" not in text.upper():
         raise ValueError("not iCalendar data (no BEGIN:VCALENDAR)")
+    if text.upper().count("BEGIN:") > MAX_COMPONENTS * 4:
+        raise ValueError(f"iCalendar data with more than {MAX_COMPONENTS * 4} components")
     try:
         calendars = Calendar.from_ical(text, multiple=True)
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
+    except (ValueError, KeyError, IndexError, TypeError, RecursionError) as exc:
         raise ValueError(f"unreadable iCalendar data: {exc}") from None
     for calendar in calendars:
         if isinstance(calendar, Calendar):
@@ -129,6 +200,13 @@ def _sequence(vevent: Component, uid: str) -> int:
         return int(vevent.get("SEQUENCE", 0))
     except (TypeError, ValueError):
         raise ValueError(f"iCalendar REPLY for {uid}: SEQUENCE is not a number") from None
+
+
+def _moment(vevent: Component, name: str) -> datetime | None:
+    value = getattr(vevent.get(name), "dt", None)
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return None
 
 
 def _dtstamp(vevent: Component, uid: str) -> datetime:

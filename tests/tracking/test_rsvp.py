@@ -20,7 +20,7 @@ from comms.tracking.replies import Reply
 from tests.conftest import FakeClock
 from tests.test_dispatch import make_app, outbox
 
-UID = "workshops.ws1@sel-learning.example"
+UID = "workshops.ws1.0e0e0e0e0e0e0e0e@sel-learning.example"
 
 
 def small_workshop(project_dir: Path, store_url: str, clock: FakeClock, capacity: int = 2,
