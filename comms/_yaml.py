@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,21 +46,34 @@ def dotted(loc: Sequence[str | int]) -> str:
     return out
 
 
+MAX_DEPTH = 64  # nesting levels of mappings and sequences (campaign files need about 6)
+MAX_REPEATED = 10_000  # values that aliases may add by repeating what an anchor holds
+_BRACKETS = re.compile(r"[\[\]{}]")
+_TOO_DEEP = (f"YAML syntax: nested more than {MAX_DEPTH} levels deep (a missing closing bracket, "
+             "or indentation gone wrong?)")
+_UNREADABLE = re.compile(yaml.reader.Reader.NON_PRINTABLE.pattern)  # what PyYAML refuses to read
+
+
 def load(path: Path, display: Path | None = None) -> Located:
-    """Parse one YAML document; raise ``ConfigError`` naming the line on a syntax error."""
+    """Parse one YAML document; raise ``ConfigError`` naming the line on a syntax error, a
+    byte that is not UTF-8, a control character, nesting deeper than ``MAX_DEPTH`` or aliases
+    that repeat more than ``MAX_REPEATED`` values (a "billion laughs" file)."""
     shown = display or path
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read file: {exc}", path=shown) from None
-    loader = yaml.SafeLoader(text)
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read file: {exc.strerror or exc}", path=shown) from None
+    text = decode_utf8(data, shown)
+    _refuse_control_characters(text, shown)
+    _refuse_deep_brackets(text, shown)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         located = Located(shown, None)
         if node is None:
             return located
         errors: list[ConfigError] = []
-        _walk(node, (), located, errors)
+        _Walk(located, errors).node(node, ())
         if errors:
             raise errors[0]
         located.data = loader.construct_document(node)
@@ -67,28 +81,144 @@ def load(path: Path, display: Path | None = None) -> Located:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
-        raise ConfigError(f"YAML syntax: {exc.problem or exc}", path=shown, line=line) from None
+        raise ConfigError(_syntax_message(exc), path=shown, line=line) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"YAML syntax: {exc}", path=shown, line=1) from None
     finally:
         loader.dispose()
 
 
-def _walk(node: yaml.Node, loc: Loc, out: Located, errors: list[ConfigError]) -> None:
-    out.lines.setdefault(loc, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
+def decode_utf8(data: bytes, shown: Path | str) -> str:
+    """The text of a file that must be UTF-8 (a byte-order mark is allowed); else a
+    ``ConfigError`` naming the line of the first byte that is not."""
+    start = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    try:
+        return data[start:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        at = start + exc.start
+        line_start = data.rfind(b"\n", 0, at) + 1
+        hint = (" (it looks like UTF-16: save it as UTF-8)"
+                if data.startswith((b"\xff\xfe", b"\xfe\xff")) else " (save the file as UTF-8)")
+        raise ConfigError(f"not UTF-8: byte 0x{data[at]:02x} at column {at - line_start + 1} "
+                          f"cannot be read{hint}", path=shown,
+                          line=data.count(b"\n", 0, at) + 1) from None
+
+
+def _refuse_control_characters(text: str, shown: Path) -> None:
+    found = _UNREADABLE.search(text)
+    if found:
+        char = found.group()
+        line = text.count("\n", 0, found.start()) + 1
+        raise ConfigError(f"control character U+{ord(char):04X} is not allowed in YAML: delete "
+                          "it (write \\u escapes in a double-quoted string for special "
+                          "characters)", path=shown, line=line)
+
+
+def _refuse_deep_brackets(text: str, shown: Path) -> None:
+    """Flow collections (``[[[...``) nested too deep, found by counting brackets before PyYAML
+    reads them (its scanner looks ahead over every open bracket: quadratic time)."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return
+    depth = 0
+    for found in _BRACKETS.finditer(text):
+        depth = depth + 1 if found.group() in "[{" else max(depth - 1, 0)
+        if depth > MAX_DEPTH:
+            raise ConfigError(_TOO_DEEP, path=shown, line=text.count("\n", 0, found.start()) + 1)
+
+
+def _syntax_message(exc: yaml.MarkedYAMLError) -> str:
+    problem = exc.problem or str(exc)
+    if "'\\t'" in problem:
+        return "YAML syntax: a tab character here: YAML indents with spaces only"
+    return f"YAML syntax: {problem}"
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing nesting deeper than ``MAX_DEPTH`` while it composes (its
+    composer is recursive: this keeps it far from Python's recursion limit) and naming the
+    node of a value it cannot construct (a date like 2026-13-45, a number of 5,000 digits)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(None, None, _TOO_DEEP.removeprefix("YAML syntax: "),
+                                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read this value: {exc}", node.start_mark) from None
+
+
+class _Walk:
+    """Records the line of every key and item; refuses duplicate and non-scalar keys, aliases
+    that contain themselves or repeat too much, and nesting too deep (through aliases)."""
+
+    def __init__(self, out: Located, errors: list[ConfigError]) -> None:
+        self.out, self.errors = out, errors
+        self.seen: set[int] = set()
+        self.path: set[int] = set()
+        self.repeated = 0
+
+    def node(self, node: yaml.Node, loc: Loc) -> None:
+        out = self.out
+        out.lines.setdefault(loc, node.start_mark.line + 1)
+        if not isinstance(node, yaml.CollectionNode):
+            self._count(node, loc)
+            return
+        if id(node) in self.path:
+            raise self._error(loc, "an alias refers to a value that contains it (a loop)")
+        if len(loc) >= MAX_DEPTH:
+            raise self._error(loc, f"nested more than {MAX_DEPTH} levels deep (through aliases)")
+        self._count(node, loc)
+        self.path.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            self._mapping(node, loc)
+        else:
+            for i, item in enumerate(node.value):
+                out.lines[loc + (i,)] = item.start_mark.line + 1
+                self.node(item, loc + (i,))
+        self.path.discard(id(node))
+
+    def _mapping(self, node: yaml.MappingNode, loc: Loc) -> None:
         seen: dict[str, int] = {}
         for key_node, value_node in node.value:
-            key = key_node.value
             line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise ConfigError("a key must be a plain name, not a list or mapping",
+                                  path=self.out.path, line=line)
+            key = key_node.value
             if key in seen:
-                errors.append(ConfigError(f"duplicate key '{key}' (first at line {seen[key]})",
-                                          path=out.path, line=line))
+                self.errors.append(ConfigError(f"duplicate key '{key}' (first at line {seen[key]})",
+                                               path=self.out.path, line=line))
             seen[key] = line
-            out.lines[loc + (key,)] = line
-            _walk(value_node, loc + (key,), out, errors)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            out.lines[loc + (i,)] = item.start_mark.line + 1
-            _walk(item, loc + (i,), out, errors)
+            self.out.lines[loc + (key,)] = line
+            self.node(value_node, loc + (key,))
+
+    def _count(self, node: yaml.Node, loc: Loc) -> None:
+        if id(node) not in self.seen:
+            self.seen.add(id(node))
+            return
+        self.repeated += 1
+        if self.repeated > MAX_REPEATED:
+            raise self._error(loc, f"aliases repeat more than {MAX_REPEATED:,} values (a "
+                              "\"billion laughs\" file?): write the values out, or use fewer "
+                              "aliases")
+
+    def _error(self, loc: Loc, message: str) -> ConfigError:
+        return ConfigError(message, path=self.out.path, line=self.out.line(loc))
 
 
 def validate(model: type[M], located: Located) -> M:
@@ -111,7 +241,9 @@ def _clean_loc(loc: Sequence[Any]) -> Loc:
     # pydantic adds union-member and validator names to ``loc``; keep only data keys.
     out: list[str | int] = []
     for part in loc:
-        if isinstance(part, int) or not (
+        if not isinstance(part, str | int):
+            out.append(str(part))  # a key YAML read as null, a date, ...
+        elif isinstance(part, int) or not (
             part.startswith(("function-", "union[")) or "[" in part or part in {"tagged-union"}
         ):
             out.append(part)

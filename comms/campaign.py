@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
-from datetime import date, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, model_validator
 
 from . import _yaml, cron
-from ._types import Email, HeaderText, Slug
+from ._types import Email, HeaderText, LocalTime, SaneDate, Slug, TimeZone, at_most
 from .conditions import Condition, given
 from .errors import ConfigError
 from .responses import HUMAN, Kind
 
 RsvpState = Literal["none", "accepted", "declined", "tentative", "waitlisted"]
 TIMING_RULES = ("send_at", "after", "before", "cron", "now")
+MAX_DELAY = timedelta(days=3653)  # ten years: an ``after`` or ``before`` longer is a typo
+_DAYS = MAX_DELAY.days
+Days = Annotated[int, Field(ge=0), at_most(_DAYS, "days")]
+Hours = Annotated[int, Field(ge=0), at_most(_DAYS * 24, "hours")]
+Minutes = Annotated[int, Field(ge=0), at_most(_DAYS * 24 * 60, "minutes")]
+Hours24 = Annotated[float, Field(ge=0, le=_DAYS * 24, allow_inf_nan=False)]
+# a path under templates/ without the suffix: names and folders, nothing that climbs out
+TemplateName = Annotated[str, StringConstraints(
+    pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$", max_length=200)]
 
 
 class _Strict(BaseModel):
@@ -63,16 +71,19 @@ class Event(_Strict):
 
     id: Slug
     title: HeaderText
-    starts: datetime = Field(description="local time in the event's time zone")
-    ends: datetime
-    timezone: str | None = Field(None, description="IANA zone; default: the project's time zone")
+    starts: LocalTime = Field(description="local time in the event's time zone")
+    ends: LocalTime
+    timezone: TimeZone | None = Field(None, description="IANA zone; default: the project's time "
+                                      "zone")
     location: str | None = None
     online_url: HttpUrl | None = None
     description: str | None = None
-    capacity: int | None = Field(None, gt=0, description="accepted beyond this go to a waitlist")
+    capacity: int | None = Field(None, gt=0, le=1_000_000,
+                                 description="accepted beyond this go to a waitlist")
     organiser: Person
     status: Literal["confirmed", "cancelled"] = "confirmed"
-    reminder_minutes: int = Field(60, ge=0, description="calendar alarm before the start")
+    reminder_minutes: int = Field(60, ge=0, le=40_320, description="calendar alarm before the "
+                                  "start (at most 4 weeks)")
     waitlist: Waitlist | None = Field(None, description="default: a freed seat goes to the "
                                       "next in the queue at once")
 
@@ -87,25 +98,43 @@ class After(_Strict):
     """Per recipient: this long after the named step was sent to them."""
 
     step: str
-    days: int = Field(0, ge=0)
-    hours: int = Field(0, ge=0)
-    minutes: int = Field(0, ge=0)
+    days: Days = 0
+    hours: Hours = 0
+    minutes: Minutes = 0
 
     @property
     def delta(self) -> timedelta:
         return timedelta(days=self.days, hours=self.hours, minutes=self.minutes)
+
+    @model_validator(mode="after")
+    def _at_most_ten_years(self) -> After:
+        return _bounded_delay(self)
 
 
 class Before(_Strict):
     """This long before the named event starts."""
 
     event: str
-    days: int = Field(0, ge=0)
-    hours: int = Field(0, ge=0)
+    days: Days = 0
+    hours: Hours = 0
 
     @property
     def delta(self) -> timedelta:
         return timedelta(days=self.days, hours=self.hours)
+
+    @model_validator(mode="after")
+    def _at_most_ten_years(self) -> Before:
+        return _bounded_delay(self)
+
+
+Rule = TypeVar("Rule", After, Before)
+
+
+def _bounded_delay(rule: Rule) -> Rule:
+    if rule.delta > MAX_DELAY:
+        raise ValueError(f"the delay adds up to {rule.delta.days:,} days: at most {_DAYS:,} "
+                         "(10 years)")
+    return rule
 
 
 class OnlyIf(_Strict):
@@ -140,14 +169,14 @@ class Step(_Strict):
 
     id: Slug
     kind: Literal["email", "invite", "cancel"] = "email"
-    template: str = Field(description="path under templates/ without .html.j2")
+    template: TemplateName = Field(description="path under templates/ without .html.j2")
     subject: str = Field(description="a Jinja2 template; one line")
     event: str | None = None
-    send_at: datetime | None = None
+    send_at: LocalTime | None = None
     after: After | None = None
     before: Before | None = None
     cron: str | None = None
-    until: date | None = None
+    until: SaneDate | None = None
     now: bool | None = None
     only_if: OnlyIf | None = None
 
@@ -181,7 +210,7 @@ class Goal(_Strict):
     """What the campaign is for, counted in reports: e.g. 75 mentors volunteering."""
 
     metric: Literal["accepted", "responded", "clicked", "replied"]
-    target: int = Field(gt=0)
+    target: int = Field(gt=0, le=10_000_000)
     event: str | None = Field(None, description="for `accepted`: the event (default: any)")
 
 
@@ -193,9 +222,9 @@ class Campaign(_Strict):
     sender: Person
     reply_to: Email | None = None
     schedule: str | None = None
-    catch_up_hours: float | None = Field(None, ge=0, description="send what fell due while the "
-                                         "service was down, if this recent (default: the "
-                                         "schedule's, else 24)")
+    catch_up_hours: Hours24 | None = Field(None, description="send what fell due while the "
+                                           "service was down, if this recent (default: the "
+                                           "schedule's, else 24)")
     audience: Audience = Audience()
     events: list[Event] = []
     steps: list[Step] = Field(min_length=1)
@@ -236,12 +265,6 @@ def check_references(campaign: Campaign, located: _yaml.Located, *, schedules: C
             if ident in seen:
                 problem((f"{kind}s", i, "id"), f"duplicate {kind} id '{ident}'")
             seen.add(ident)
-    for i, event in enumerate(campaign.events):
-        if event.timezone:
-            try:
-                ZoneInfo(event.timezone)
-            except (ZoneInfoNotFoundError, ValueError):
-                problem(("events", i, "timezone"), f"unknown time zone '{event.timezone}'")
 
     def step_ref(loc: tuple[str | int, ...], name: str | None, own: str) -> None:
         if name is not None and (name not in steps or name == own):
@@ -260,10 +283,7 @@ def check_references(campaign: Campaign, located: _yaml.Located, *, schedules: C
         if step.after:
             step_ref(here + ("after", "step"), step.after.step, step.id)
         if step.cron:
-            try:
-                cron.parse(step.cron)
-            except cron.CronError as exc:
-                problem(here + ("cron",), str(exc))
+            problems += _cron_problems(located, here + ("cron",), step.cron)
         if step.before:
             event_ref(here + ("before", "event"), step.before.event)
         for key, condition, value in given(step.only_if):
@@ -275,6 +295,18 @@ def check_references(campaign: Campaign, located: _yaml.Located, *, schedules: C
         event_ref(("goal", "event"), campaign.goal.event)
     problems += _after_cycles(campaign, located)
     return problems
+
+
+def _cron_problems(located: _yaml.Located, loc: tuple[str | int, ...],
+                   expression: str) -> list[ConfigError]:
+    if not expression.isascii():  # digits like '²' pass str.isdigit but not int()
+        return [located.error(loc, f"cron {expression!r} may hold only ASCII digits, names "
+                              "(mon, jan) and * , - /")]
+    try:
+        cron.parse(expression)
+    except cron.CronError as exc:
+        return [located.error(loc, str(exc))]
+    return []
 
 
 def _after_cycles(campaign: Campaign, located: _yaml.Located) -> list[ConfigError]:

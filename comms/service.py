@@ -113,6 +113,8 @@ class Service:
             report.paused.append(campaign.id)
             return report
         dispatcher = self._dispatcher(campaign, progress)
+        if not dry_run:
+            self.app.rsvps.expire_offers(campaign)  # a lapsed offer's seat passes on
         report.summaries += dispatcher.send_event_changes(campaign, dry_run=dry_run)
         zone = zone_of(self.project, campaign, self.app.settings.timezone)
         for decision in decide(self.project, campaign, facts, now=now,

@@ -50,7 +50,9 @@ class Settings(BaseSettings):
     imap_folder: str = "INBOX"
     imap_ssl: bool = True
 
-    inbound_max_bytes: int = 10_000_000
+    sendgrid_inbound_public_key: str | None = None  # Inbound Parse's signature policy key
+    inbound_basic_auth: SecretStr | None = None  # "user:password" in the Parse URL
+    inbound_max_bytes: int = 1_000_000
     service_poll_seconds: float = 30.0
 
     secret_key: SecretStr | None = None

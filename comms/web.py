@@ -7,10 +7,14 @@ Links in NHSmail among them) fetch every link in a message before the person see
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
+import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,6 +47,7 @@ access_log = logging.getLogger("comms.web.access")
 _pages = Environment(loader=FileSystemLoader(Path(__file__).with_name("web")), autoescape=True,
                      undefined=StrictUndefined)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+WEBHOOK_MAX_BYTES = 5_000_000  # SendGrid's event batches are under 1 MB
 _HEADERS = {
     # no third-party assets; the token in the URL must not leak to an online-meeting link
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
@@ -118,6 +123,7 @@ class _Handlers:
         self.hasher = AddressHasher(app.store)
         self.webhook = webhook.gate(app.settings.sendgrid_webhook_public_key,
                                     insecure=app.settings.sendgrid_webhook_insecure)
+        self.inbound = _inbound_gate(app)
 
     # --- RSVP links --------------------------------------------------------------------------
 
@@ -209,12 +215,31 @@ class _Handlers:
     # --- SendGrid Inbound Parse (raw mode) -----------------------------------------------------
 
     async def inbound_sendgrid(self, request: Request) -> Response:
+        """Inbound Parse (raw): authenticated before anything is parsed — SendGrid's signature
+        policy (``COMMS_SENDGRID_INBOUND_PUBLIC_KEY``), Basic credentials in the Parse URL
+        (``COMMS_INBOUND_BASIC_AUTH``), or both; neither configured: 503, nothing read."""
+        gate = self.inbound
+        if gate.problem:
+            return JSONResponse({"error": gate.problem}, 503)
+        if gate.basic is not None and not _basic_ok(request, gate.basic):
+            log.warning("inbound: refused (no or wrong Basic credentials)")
+            return Response("credentials are needed", 401,
+                            {"WWW-Authenticate": 'Basic realm="comms inbound"'})
         limit = self.app.settings.inbound_max_bytes
         body = await _read_body(request, limit)
         if body is None:
             return JSONResponse({"error": f"the message is larger than {limit} bytes"}, 413)
+        if gate.key is not None:
+            try:
+                webhook.verify(gate.key, body, request.headers.get(webhook.SIGNATURE_HEADER),
+                               request.headers.get(webhook.TIMESTAMP_HEADER),
+                               now=self.app.clock.now())
+            except webhook.WebhookRefused as exc:
+                log.warning("inbound: refused (%s)", exc.reason)
+                return JSONResponse({"error": exc.reason}, 403)
         try:
-            form = await Request(request.scope, _replay(body)).form(max_part_size=limit)
+            form = await Request(request.scope, _replay(body)).form(max_part_size=limit,
+                                                                    max_files=5, max_fields=50)
         except HTTPException as exc:
             return JSONResponse({"error": f"unreadable form: {exc.detail}"}, 400)
         field = form.get("email")
@@ -231,9 +256,12 @@ class _Handlers:
         except StoreError:
             log.warning("inbound: store unavailable; the sender will retry")
             return JSONResponse({"error": "store unavailable, try again"}, 503)
-        log.info("inbound: %d answer(s) recorded, %d not matched", len(result.recorded),
-                 len(result.unmatched))
-        return JSONResponse({"recorded": len(result.recorded), "unmatched": len(result.unmatched)})
+        except RecursionError:
+            return JSONResponse({"error": "the message is nested too deep"}, 400)
+        log.info("inbound: %s", result.line())
+        left = (len(result.stale) + len(result.not_invited) + len(result.not_understood)
+                + len(result.unmatched))
+        return JSONResponse({"recorded": len(result.recorded), "unmatched": left})
 
     # --- SendGrid Event Webhook ----------------------------------------------------------------
 
@@ -241,7 +269,7 @@ class _Handlers:
         """Signed batches of events: 2xx only once committed, so SendGrid retries anything else."""
         if self.webhook.problem:
             return JSONResponse({"error": self.webhook.problem}, 503)
-        limit = self.app.settings.inbound_max_bytes
+        limit = WEBHOOK_MAX_BYTES
         body = await _read_body(request, limit)
         if body is None:
             return JSONResponse({"error": f"the batch is larger than {limit} bytes"}, 413)
@@ -267,8 +295,6 @@ class _Handlers:
 
     async def reports(self, request: Request) -> Response:
         """The HTML report (``?campaign=``, ``?by=``), for whoever holds COMMS_REPORT_TOKEN."""
-        import hmac
-
         from .report import GROUPINGS, report
 
         secret = self.app.settings.report_token
@@ -299,6 +325,47 @@ class _Handlers:
         return {"status": "ok", "last_run": found.last_run,
                 "next": [{**u, "due": u["due"].isoformat()} for u in found.upcoming[:5]],
                 "paused": sorted(found.paused)}
+
+
+@dataclass(frozen=True, slots=True)
+class _InboundGate:
+    key: str | None  # the signature policy's public key
+    basic: tuple[bytes, bytes] | None  # user, password
+    problem: str | None = None  # refuse every post (503) for this
+
+
+def _inbound_gate(app: App) -> _InboundGate:
+    settings = app.settings
+    key = settings.sendgrid_inbound_public_key
+    basic = None
+    if settings.inbound_basic_auth is not None:
+        user, sep, password = settings.inbound_basic_auth.get_secret_value().partition(":")
+        if not sep or not user or not password:
+            return _InboundGate(None, None, "COMMS_INBOUND_BASIC_AUTH must be user:password")
+        basic = (user.encode(), password.encode())
+    if key:
+        gate = webhook.gate(key, insecure=False)
+        if gate.problem:
+            return _InboundGate(None, None, gate.problem)
+    if not key and basic is None:
+        return _InboundGate(None, None, "inbound mail is not authenticated: set "
+                            "COMMS_SENDGRID_INBOUND_PUBLIC_KEY (Inbound Parse's signature "
+                            "policy) or COMMS_INBOUND_BASIC_AUTH (credentials in the Parse URL)")
+    return _InboundGate(key or None, basic)
+
+
+def _basic_ok(request: Request, expected: tuple[bytes, bytes]) -> bool:
+    """HTTP Basic credentials, compared in constant time."""
+    header = request.headers.get("authorization", "")
+    if header[:6].lower() != "basic ":
+        return False
+    try:
+        user, sep, password = base64.b64decode(header[6:].strip(), validate=True).partition(b":")
+    except (binascii.Error, ValueError):
+        return False
+    good_user = hmac.compare_digest(user, expected[0])
+    good_password = hmac.compare_digest(password, expected[1])
+    return bool(sep) and good_user and good_password
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:

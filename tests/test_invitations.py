@@ -444,3 +444,36 @@ def test_an_online_event_has_url(project_dir: Path, clock: FakeClock, tmp_path: 
         vevent = check(one, method="REQUEST", sequence=0, names=names(app), stamp=clock.now())
         assert str(vevent["URL"]) == link
         assert str(vevent["DESCRIPTION"]).endswith(f"Join online: {link}")
+
+
+def test_icaljs_reads_every_invitation_the_example_project_sends(
+        project_dir: Path, tmp_path: Path, clock: FakeClock) -> None:
+    """Each .ics the example project's invitation step writes, as Mozilla ical.js reads it:
+    the times zoneinfo gives, and London's spring-change instant converted right."""
+    from tests.icaljs import icaljs_instants
+
+    app = App(load_settings(project_dir, database_url=f"sqlite:///{tmp_path / 'i.db'}"),
+              clock=clock)
+    app.sync_directory()
+    campaign = app.project.campaign("workshops")
+    invite = campaign.step("invite")
+    assert invite is not None and app.dispatcher().send(campaign, invite).sent == AUDIENCE
+    calendars = []
+    for path in sorted(app.settings.resolved_outbox_dir.glob("*.eml")):
+        msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        calendars += [part.get_payload(decode=True) for part in msg.walk()
+                      if part.get_content_type() == "text/calendar"]
+    assert len(calendars) == AUDIENCE
+    spring = dt.datetime(2027, 3, 28, 1, 30, tzinfo=dt.UTC)
+    results = icaljs_instants(calendars, [spring])
+    event = campaign.event("ws1")
+    assert event is not None
+    starts = event.starts.replace(tzinfo=LONDON).astimezone(dt.UTC)
+    ends = event.ends.replace(tzinfo=LONDON).astimezone(dt.UTC)
+    for result in results:
+        (read,) = result["events"]
+        assert (read["start"], read["end"]) == (f"{starts:%Y-%m-%dT%H:%M:%SZ}",
+                                                f"{ends:%Y-%m-%dT%H:%M:%SZ}")
+        zone = result["zones"]["Europe/London"]
+        assert zone["locals"] == zone["converted"] == ["2027-03-28T02:30:00"]
+    app.close()

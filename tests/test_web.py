@@ -31,6 +31,7 @@ from comms.web import create_app
 
 from .conftest import FakeClock
 
+PARSE_AUTH = ("parse", "a-long-random-parse-password")  # the credentials in the Parse URL
 EVENT_UID = "workshops.ws1.0e0e0e0e0e0e0e0e@sel-learning.example"
 EVENT_END = datetime(2027, 1, 14, 16, 30, tzinfo=UTC)  # 16:30 in London, in winter
 
@@ -41,6 +42,7 @@ def make_app(project_dir: Path, store_url: str, clock: FakeClock, *, capacity: i
     if capacity is not None:
         path = project_dir / "campaigns" / "workshops.yaml"
         path.write_text(path.read_text().replace("capacity: 40", f"capacity: {capacity}"))
+    flags = {"inbound_basic_auth": ":".join(PARSE_AUTH), **flags}
     app = App(load_settings(project_dir, database_url=store_url, **flags), clock=clock)
     app.project.raise_errors()
     app.sync_directory()
@@ -370,7 +372,8 @@ def parse_post(client: TestClient, raw: bytes) -> httpx.Response:
     fields = {"to": "events@sel-learning.example", "from": "someone", "subject": "Accepted",
               "envelope": '{"to":["events@sel-learning.example"]}', "charsets": '{"email":"UTF-8"}',
               "SPF": "pass", "sender_ip": "192.0.2.1"}
-    return client.post("/inbound/sendgrid", data=fields, files={"email": (None, raw)})
+    return client.post("/inbound/sendgrid", data=fields, files={"email": (None, raw)},
+                       auth=PARSE_AUTH)
 
 
 def test_outlook_reply_posted_by_inbound_parse_lands_in_the_roster(app: App,
@@ -416,11 +419,11 @@ def test_inbound_refuses_oversize_and_missing_field(project_dir: Path, store_url
             for _ in range(10):
                 yield b"y" * 1000
 
-        streamed = client.post("/inbound/sendgrid", content=chunks(),
+        streamed = client.post("/inbound/sendgrid", content=chunks(), auth=PARSE_AUTH,
                                headers={"Content-Type": "multipart/form-data; boundary=b"})
         assert streamed.status_code == 413
         missing = client.post("/inbound/sendgrid", data={"to": "events@sel-learning.example"},
-                              files={"text": (None, b"hello")})
+                              files={"text": (None, b"hello")}, auth=PARSE_AUTH)
         assert missing.status_code == 400
         assert "email" in missing.json()["error"]
         assert parse_post(client, outlook_reply(person)).status_code == 200  # under the limit
