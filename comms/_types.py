@@ -10,7 +10,7 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, StringConstraints
+from pydantic import AfterValidator, WithJsonSchema
 
 HEADER_UNSAFE = ("\r", "\n", "\x00")
 
@@ -63,6 +63,17 @@ def header_safe(value: str) -> str:
     return value
 
 
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+def slug(value: str) -> str:
+    """An id: lower-case letters, digits and hyphens."""
+    if not _SLUG.match(value) or len(value) > 64:
+        raise ValueError(f"{value!r} is not an id: use lower-case letters, digits and hyphens "
+                         "(like nmdi-awareness), at most 64 characters")
+    return value
+
+
 def known_zone(value: str) -> str:
     """An IANA time zone name that this machine knows."""
     try:
@@ -101,7 +112,14 @@ def at_most(limit: int, unit: str, what: str = "10 years") -> AfterValidator:
 
 Email = Annotated[str, AfterValidator(normalise_email)]
 HeaderText = Annotated[str, AfterValidator(header_safe)]
-Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=64)]
+Slug = Annotated[str, AfterValidator(slug), WithJsonSchema(
+    {"type": "string", "pattern": _SLUG.pattern, "maxLength": 64})]
 TimeZone = Annotated[str, AfterValidator(known_zone)]
 LocalTime = Annotated[datetime, AfterValidator(local_time)]
 SaneDate = Annotated[date, AfterValidator(sane_date)]
+
+
+def file_safe(text: str) -> str:
+    """``text`` as a file name: anything but lower-case letters, digits and ``.@-`` becomes
+    ``_`` (``jane.plus+nmdi@x`` → ``jane.plus_nmdi@x``)."""
+    return re.sub(r"[^a-z0-9.@-]+", "_", text.lower())

@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .campaign import Campaign, Event
+from .campaign import Campaign, Event, Tracking
 from .clock import Clock, ShiftedClock, SystemClock
 from .dispatch import Dispatcher, Policy, Progress
+from .keys import Keys
 from .message import Composer
 from .project import Project, load_project
 from .settings import Settings, load_settings
-from .store import Store, campaigns
+from .store import Store, campaigns, pairs
 from .store.stakeholders import SyncResult, fingerprint, sync
 from .tokens import Tokens
 from .tracking.rsvp import Rsvps
@@ -38,18 +39,32 @@ class App:
         return load_project(self.settings.project_dir)
 
     @cached_property
+    def keys(self) -> Keys:
+        """``COMMS_SECRET_KEY`` (and its fallbacks), else a key generated into a file of mode
+        600 beside the store (the outbox default; ``comms send`` with a real transport refuses
+        to go without a key of its own)."""
+        s = self.settings
+        if s.secret_key is not None:
+            older = s.secret_key_fallbacks.get_secret_value() if s.secret_key_fallbacks else ""
+            return Keys(s.secret_key.get_secret_value(),
+                        tuple(k.strip() for k in older.split(",") if k.strip()))
+        return Keys.generated_in(s.key_file)
+
+    @cached_property
     def store(self) -> Store:
-        return Store(self.settings.resolved_database_url)
+        return Store(self.settings.resolved_database_url, keys=self.keys)
 
     @cached_property
     def tokens(self) -> Tokens:
-        secret = self.settings.secret_key
-        key = secret.get_secret_value() if secret else self.store.secret("signing")
-        return Tokens(key, self.settings.base_url)
+        return Tokens(self.keys.secret, self.settings.base_url, fallbacks=self.keys.fallbacks)
 
     @cached_property
     def composer(self) -> Composer:
-        return Composer(self.project.renderer, self.tokens, timezone=self.settings.timezone)
+        from .pack import build_pack
+
+        tracking = Tracking(opens=self.settings.track_opens, clicks=self.settings.track_clicks)
+        return Composer(self.project.renderer, self.tokens, timezone=self.settings.timezone,
+                        packs=lambda step: build_pack(self, step), tracking=tracking)
 
     @property
     def transport(self) -> Transport:
@@ -75,8 +90,12 @@ class App:
     def sync_directory(self) -> SyncResult:
         """Mirror stakeholders/ into the store (one query when the files have not changed)."""
         files = self.project.stakeholder_files
-        return sync(self.store, self.project.directory.people, now=self.clock.now(),
-                    fingerprint_key="directory:stakeholders", fingerprint_value=fingerprint(files))
+        result = sync(self.store, self.project.directory.people, now=self.clock.now(),
+                      fingerprint_key="directory:stakeholders",
+                      fingerprint_value=fingerprint(files))
+        with self.store.write() as conn:
+            pairs.sync(conn, self.project.rounds.pairs, now=self.clock.now())
+        return result
 
     def dispatcher(self, *, max_per_minute: int | None = None,
                    progress: Progress | None = None) -> Dispatcher:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,11 @@ from .errors import ConfigError
 REQUIRED = ("email", "first_name", "last_name", "role")
 KNOWN = REQUIRED + ("organisation", "borough", "job_title", "tags")
 _TAG_SPLIT = re.compile(r"[;,|]")
+MAX_CELL = 10_000  # characters in one cell: longer is a pasted document, or a quote left open
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # tab and line breaks aside
+_SUSPECT = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # control characters and line breaks
+_HEADER_UNSAFE = re.compile("[" + "".join(HEADER_UNSAFE) + "]")
+_SCALARS = (str, int, float, bool, date, type(None))  # datetime is a date
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,6 +63,25 @@ class Directory:
 
 def read_directory(paths: Iterable[Path], root: Path | None = None) -> Directory:
     """Read every file; duplicates across files are reported naming both rows."""
+    with _gc_paused():
+        return _read_directory(paths, root)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused: reading makes no cycles, and a directory of
+    100,000 people would otherwise be scanned again and again as it grows (a third of the
+    time)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _read_directory(paths: Iterable[Path], root: Path | None) -> Directory:
     directory = Directory()
     seen: dict[str, Stakeholder] = {}
     for path in paths:
@@ -80,9 +107,9 @@ def _read_file(path: Path, shown: Path, problems: list[ConfigError]) -> list[Sta
         problems.append(ConfigError(f"cannot read file: {exc}", path=shown))
         return []
     try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = raw.decode("cp1252", errors="replace")  # "CSV" saved by older Excel
+        text = raw.decode("utf-16" if raw.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig")
+    except UnicodeDecodeError:  # Excel's "Unicode text" is UTF-16; older Excel saves cp1252
+        text = raw.decode("cp1252", errors="replace")
     return _read_csv(text, shown, problems)
 
 
@@ -90,30 +117,62 @@ def _read_csv(text: str, shown: Path, problems: list[ConfigError]) -> list[Stake
     first_line = text.split("\n", 1)[0]
     delimiter = max((";", ",", "\t"), key=first_line.count)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    header = next(reader, None)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        problems.append(_csv_error(exc, shown, 1))
+        return []
     if header is None:
         problems.append(ConfigError("empty file: expected a header row", path=shown, line=1))
         return []
     columns = [_column(h) for h in header]
-    missing = [c for c in REQUIRED if c not in columns]
-    if missing:
-        problems.append(ConfigError(
-            f"missing column(s): {', '.join(missing)} (columns are: {', '.join(columns)})",
-            path=shown, line=1))
+    problem = _header_problem(columns)
+    if problem:
+        problems.append(ConfigError(problem, path=shown, line=1))
         return []
     people = []
     line = reader.line_num + 1
-    for cells in reader:
-        if any(c.strip() for c in cells):
-            if len(cells) != len(columns):
-                problems.append(ConfigError(
-                    f"expected {len(columns)} cells, found {len(cells)}", path=shown, line=line))
-            else:
-                person = _person(dict(zip(columns, cells, strict=True)), shown, line, problems)
+    try:
+        for cells in reader:
+            if any(c.strip() for c in cells):
+                person = _csv_row(columns, cells, shown, line, problems)
                 if person:
                     people.append(person)
-        line = reader.line_num + 1
+            line = reader.line_num + 1
+    except csv.Error as exc:
+        problems.append(_csv_error(exc, shown, line))
     return people
+
+
+def _header_problem(columns: list[str]) -> str | None:
+    missing = [c for c in REQUIRED if c not in columns]
+    if missing:
+        return f"missing column(s): {', '.join(missing)} (columns are: {', '.join(columns)})"
+    twice = sorted({c for c in columns if columns.count(c) > 1})
+    if twice:
+        return f"column(s) {', '.join(twice)} appear more than once: keep one of each"
+    return None
+
+
+def _csv_row(columns: list[str], cells: list[str], shown: Path, line: int,
+             problems: list[ConfigError]) -> Stakeholder | None:
+    if len(cells) != len(columns):
+        hint = " (a quote left open here? a cell runs over lines)" if any(
+            "\n" in c for c in cells) else ""
+        problems.append(ConfigError(f"expected {len(columns)} cells, found {len(cells)}{hint}",
+                                    path=shown, line=line))
+        return None
+    return _person(dict(zip(columns, cells, strict=True)), shown, line, problems)
+
+
+def _csv_error(exc: csv.Error, shown: Path, line: int) -> ConfigError:
+    """The csv module gives up on a cell over its limit (131,072 characters): most often a
+    quote left open, which swallows the rest of the file into one cell."""
+    reason = str(exc)
+    if "field limit" in reason:
+        reason = (f"a cell is longer than {csv.field_size_limit():,} characters (cells hold at "
+                  f"most {MAX_CELL:,}): is a quote left open from here?")
+    return ConfigError(f"cannot read this row: {reason}", path=shown, line=line)
 
 
 def _read_yaml(path: Path, shown: Path, problems: list[ConfigError]) -> list[Stakeholder]:
@@ -135,10 +194,28 @@ def _read_yaml(path: Path, shown: Path, problems: list[ConfigError]) -> list[Sta
         if missing:
             problems.append(located.error((i,), f"missing key(s): {', '.join(missing)}"))
             continue
+        shape = _shape_problem(cells)
+        if shape:
+            problems.append(located.error((i, shape[0]), shape[1]))
+            continue
         person = _person(cells, shown, located.line((i,)), problems)
         if person:
             people.append(person)
     return people
+
+
+def _shape_problem(cells: dict[str, Any]) -> tuple[str, str] | None:
+    """(key, message) for a YAML value that is not one value: a list (but for ``tags``, a list
+    of values) or a mapping."""
+    for name, value in cells.items():
+        if name == "tags" and isinstance(value, list):
+            if not all(isinstance(t, _SCALARS) for t in value):
+                return name, "tags must be a list of words, like [primary-care, cohort-1]"
+        elif not isinstance(value, _SCALARS):
+            kind = "a list" if isinstance(value, list) else "a mapping"
+            what = name if name in KNOWN else f"attribute '{name}'"
+            return name, f"{what} must be one value (text, a number, a date), not {kind}"
+    return None
 
 
 def _column(name: str) -> str:
@@ -147,34 +224,54 @@ def _column(name: str) -> str:
 
 def _person(cells: dict[str, Any], shown: Path, line: int,
             problems: list[ConfigError]) -> Stakeholder | None:
-    def text(name: str) -> str:
-        value = cells.get(name)
-        return "" if value is None else str(value).strip()
-
-    try:
-        email = normalise_email(text("email"))
-    except ValueError as exc:
-        problems.append(ConfigError(str(exc), path=shown, line=line))
-        return None
-    for name in KNOWN[1:]:
-        if any(c in text(name) for c in HEADER_UNSAFE):
-            problems.append(ConfigError(
-                f"{name} contains a line break or NUL (not allowed: it would reach mail headers)",
-                path=shown, line=line))
-            return None
-    if not text("role"):
-        problems.append(ConfigError("role is empty", path=shown, line=line))
+    text = {name: value.strip() if isinstance(value := cells.get(name, ""), str)
+            else "" if value is None else str(value).strip() for name in KNOWN}
+    problem = _row_problem(cells, text)
+    if problem:
+        problems.append(ConfigError(problem, path=shown, line=line))
         return None
     tags = cells.get("tags") or ()
     tag_list = tags if isinstance(tags, list) else _TAG_SPLIT.split(str(tags))
     return Stakeholder(
-        email=email, first_name=text("first_name"), last_name=text("last_name"),
-        role=text("role").lower(), organisation=text("organisation"), borough=text("borough"),
-        job_title=text("job_title"),
-        tags=tuple(dict.fromkeys(t.strip().lower() for t in tag_list if str(t).strip())),
+        email=text["email"], first_name=text["first_name"], last_name=text["last_name"],
+        role=text["role"].lower(), organisation=text["organisation"], borough=text["borough"],
+        job_title=text["job_title"],
+        tags=tuple(dict.fromkeys(t.strip().lower() for t in map(str, tag_list) if t.strip())),
         attributes={k: v for k, v in cells.items() if k not in KNOWN and v not in (None, "")},
         source=str(shown), line=line,
     )
+
+
+def _row_problem(cells: dict[str, Any], text: dict[str, str]) -> str | None:
+    """What is wrong with one row (None: nothing), in the order a person fixes them;
+    ``text["email"]`` becomes the checked address."""
+    try:
+        text["email"] = normalise_email(text["email"])
+    except ValueError as exc:
+        return str(exc)
+    strings = [v for v in cells.values() if isinstance(v, str)]
+    clean = (max(map(len, strings), default=0) <= MAX_CELL
+             and not _SUSPECT.search("\t".join(strings)))  # the common case, in one search
+    if not clean:
+        for name in KNOWN[1:]:
+            if _HEADER_UNSAFE.search(text[name]):
+                return (f"{name} contains a line break or NUL (not allowed: it would reach mail "
+                        "headers)")
+    if not text["role"]:
+        return "role is empty"
+    return None if clean else _cell_problem(cells)
+
+
+def _cell_problem(cells: dict[str, Any]) -> str | None:
+    for name, value in cells.items():
+        if not isinstance(value, str):
+            continue
+        if len(value) > MAX_CELL:
+            return f"{name} is {len(value):,} characters long (at most {MAX_CELL:,})"
+        found = _CONTROL.search(value)
+        if found:
+            return f"{name} contains the control character U+{ord(found.group()):04X}: delete it"
+    return None
 
 
 def to_row(person: Stakeholder) -> dict[str, Any]:

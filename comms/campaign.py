@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection, Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    WithJsonSchema,
+    model_validator,
+)
 
 from . import _yaml, cron
 from ._types import Email, HeaderText, LocalTime, SaneDate, Slug, TimeZone, at_most
@@ -23,9 +32,19 @@ Days = Annotated[int, Field(ge=0), at_most(_DAYS, "days")]
 Hours = Annotated[int, Field(ge=0), at_most(_DAYS * 24, "hours")]
 Minutes = Annotated[int, Field(ge=0), at_most(_DAYS * 24 * 60, "minutes")]
 Hours24 = Annotated[float, Field(ge=0, le=_DAYS * 24, allow_inf_nan=False)]
-# a path under templates/ without the suffix: names and folders, nothing that climbs out
-TemplateName = Annotated[str, StringConstraints(
-    pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$", max_length=200)]
+_TEMPLATE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$")
+
+
+def _template_name(value: str) -> str:
+    """A path under templates/ without the suffix: names and folders, nothing that climbs out."""
+    if not _TEMPLATE.match(value) or len(value) > 200:
+        raise ValueError(f"{value!r} is not a template name: write its path under templates/ "
+                         "without .html.j2, like awareness/launch (letters, digits, _ . - and /)")
+    return value
+
+
+TemplateName = Annotated[str, AfterValidator(_template_name), WithJsonSchema(
+    {"type": "string", "pattern": _TEMPLATE.pattern, "maxLength": 200})]
 
 
 class _Strict(BaseModel):
@@ -95,9 +114,11 @@ class Event(_Strict):
 
 
 class After(_Strict):
-    """Per recipient: this long after the named step was sent to them."""
+    """This long after the named step was sent to each recipient (``step``), or after the
+    named event ends (``event``): exactly one of the two."""
 
-    step: str
+    step: str | None = Field(None, description="per recipient: after their send of this step")
+    event: str | None = Field(None, description="once: after this event ends")
     days: Days = 0
     hours: Hours = 0
     minutes: Minutes = 0
@@ -107,7 +128,10 @@ class After(_Strict):
         return timedelta(days=self.days, hours=self.hours, minutes=self.minutes)
 
     @model_validator(mode="after")
-    def _at_most_ten_years(self) -> After:
+    def _one_anchor(self) -> After:
+        if (self.step is None) == (self.event is None):
+            raise ValueError("after takes exactly one of step or event: {step: launch, days: 7} "
+                             "or {event: ws1, hours: 2}")
         return _bounded_delay(self)
 
 
@@ -137,6 +161,9 @@ def _bounded_delay(rule: Rule) -> Rule:
     return rule
 
 
+PairState = Literal["met", "not_met", "not_yet", "no_answer"]
+
+
 class OnlyIf(_Strict):
     """Conditions checked for each recipient at the moment of sending (each key's test is
     declared in its annotation: comms/conditions.py)."""
@@ -154,6 +181,7 @@ class OnlyIf(_Strict):
     attended: Annotated[str | None, Condition("attendance", refers_to="event")] = None
     not_attended: Annotated[str | None, Condition(
         "attendance", refers_to="event", wanted=False)] = None
+    pair: Annotated[PairState | None, Condition("pair")] = None  # not_met: no answer, or not yet
     roles: Annotated[list[str], Condition("roles", send_time=False)] = []
     tags: Annotated[list[str], Condition("tags", send_time=False)] = []
 
@@ -164,14 +192,25 @@ class OnlyIf(_Strict):
         return self
 
 
+class ReportSpec(_Strict):
+    """What a ``report`` step's pack holds."""
+
+    campaigns: list[str] = Field([], description="the campaigns reported on (default: all)")
+    by: Literal["borough", "organisation", "role"] = "borough"
+
+
 class Step(_Strict):
     """One message sent to (part of) the audience at a time given by exactly one timing rule."""
 
     id: Slug
-    kind: Literal["email", "invite", "cancel"] = "email"
+    kind: Literal["email", "invite", "cancel", "introduce", "feedback", "report"] = "email"
     template: TemplateName = Field(description="path under templates/ without .html.j2")
     subject: str = Field(description="a Jinja2 template; one line")
     event: str | None = None
+    pairs: Slug | None = Field(None, description="a round of pairs/ (pairs/ROUND.csv): one "
+                               "message per pair, to both; needed by kind introduce")
+    report: ReportSpec | None = Field(None, description="kind report: the campaigns and "
+                                      "grouping of the engagement report it sends")
     send_at: LocalTime | None = None
     after: After | None = None
     before: Before | None = None
@@ -191,9 +230,31 @@ class Step(_Strict):
             )
         if self.until is not None and self.cron is None:
             raise ValueError("until goes with cron")
-        if self.kind in ("invite", "cancel") and self.event is None:
+        if self.kind in ("invite", "cancel", "feedback") and self.event is None:
             raise ValueError(f"a step of kind '{self.kind}' needs event: ID")
+        if self.kind == "introduce" and self.pairs is None:
+            raise ValueError("a step of kind 'introduce' needs pairs: ROUND (a file "
+                             "pairs/ROUND.csv)")
+        if self.pairs is not None and self.kind in ("invite", "cancel", "feedback"):
+            raise ValueError(f"a step of kind '{self.kind}' goes to people, not pairs: "
+                             "remove pairs")
+        if self.report is not None and self.kind != "report":
+            raise ValueError("report goes with kind: report")
+        if self.kind == "report" and (self.pairs is not None or self.event is not None):
+            raise ValueError("a step of kind 'report' goes to people: remove pairs and event")
+        if self.only_if is not None and self.only_if.pair is not None and self.pairs is None:
+            raise ValueError("only_if pair needs the step's pairs: ROUND")
         return self
+
+    @property
+    def after_step(self) -> After | None:
+        """The ``after`` rule when it is per recipient (relative to a step)."""
+        return self.after if self.after is not None and self.after.step is not None else None
+
+    @property
+    def after_event(self) -> After | None:
+        """The ``after`` rule when it is a fixed time (relative to an event's end)."""
+        return self.after if self.after is not None and self.after.event is not None else None
 
     @property
     def event_id(self) -> str | None:
@@ -214,6 +275,22 @@ class Goal(_Strict):
     event: str | None = Field(None, description="for `accepted`: the event (default: any)")
 
 
+class Tracking(_Strict):
+    """What SendGrid may track of this campaign's messages (default: nothing)."""
+
+    opens: bool = Field(False, description="a tracking pixel: under PECR it needs consent")
+    clicks: bool = Field(False, description="links rewritten through SendGrid (comms's own "
+                         "links never are)")
+    honeypot: bool = Field(False, description="one hidden link no person can click: a click "
+                           "on it marks the message's clicks around it as machine")
+
+    @model_validator(mode="after")
+    def _honeypot_needs_clicks(self) -> Tracking:
+        if self.honeypot and not self.clicks:
+            raise ValueError("honeypot needs clicks: true (only a tracked click reports it)")
+        return self
+
+
 class Campaign(_Strict):
     """One campaign file: an audience, optional events, and ordered steps."""
 
@@ -229,6 +306,8 @@ class Campaign(_Strict):
     events: list[Event] = []
     steps: list[Step] = Field(min_length=1)
     goal: Goal | None = None
+    tracking: Tracking | None = Field(None, description="default: the project's COMMS_TRACK_"
+                                      "OPENS and COMMS_TRACK_CLICKS (both off)")
 
     def step(self, step_id: str) -> Step | None:
         return next((s for s in self.steps if s.id == step_id), None)
@@ -280,8 +359,10 @@ def check_references(campaign: Campaign, located: _yaml.Located, *, schedules: C
             problem(here + ("template",), f"unknown template '{step.template}' "
                     f"(expected templates/{step.template}.html.j2)")
         event_ref(here + ("event",), step.event)
-        if step.after:
-            step_ref(here + ("after", "step"), step.after.step, step.id)
+        if step.after_step:
+            step_ref(here + ("after", "step"), step.after_step.step, step.id)
+        if step.after_event:
+            event_ref(here + ("after", "event"), step.after_event.event)
         if step.cron:
             problems += _cron_problems(located, here + ("cron",), step.cron)
         if step.before:
@@ -293,6 +374,10 @@ def check_references(campaign: Campaign, located: _yaml.Located, *, schedules: C
                 step_ref(here + ("only_if", key), value, step.id)
     if campaign.goal is not None:
         event_ref(("goal", "event"), campaign.goal.event)
+    if campaign.tracking is not None and campaign.tracking.opens:
+        problems.append(located.error(("tracking", "opens"), "opens are tracked with a pixel, "
+                                      "which needs the recipients' consent under PECR (README: "
+                                      "Tracking and consent)", warning=True))
     problems += _after_cycles(campaign, located)
     return problems
 
@@ -310,7 +395,7 @@ def _cron_problems(located: _yaml.Located, loc: tuple[str | int, ...],
 
 
 def _after_cycles(campaign: Campaign, located: _yaml.Located) -> list[ConfigError]:
-    parent = {s.id: s.after.step for s in campaign.steps if s.after}
+    parent = {s.id: s.after.step for s in campaign.steps if s.after and s.after.step}
     problems = []
     for i, step in enumerate(campaign.steps):
         seen, current = {step.id}, parent.get(step.id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -17,7 +18,7 @@ import click
 from . import __version__, output
 from .app import App
 from .clock import human
-from .errors import CommsError, ConfigError, ConfigErrors, NotFound
+from .errors import CommsError, ConfigError, ConfigErrors, NotFound, Refused
 from .stopping import ForcedStop
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -43,7 +44,7 @@ def handle_errors(fn: F) -> F:
             raise Failure("\n".join(e.location_message() for e in exc.errors), 2) from None
         except ConfigError as exc:
             raise Failure(exc.location_message(), 2) from None
-        except NotFound as exc:
+        except (NotFound, Refused) as exc:
             raise Failure(f"error: {exc}", 2) from None
         except CommsError as exc:
             raise Failure(f"error: {exc}", 1) from None
@@ -70,6 +71,16 @@ def loaded(app: App) -> App:
     return app
 
 
+def ready(app: App) -> App:
+    """The app loaded, and safe to send real mail with (else exit 2 naming each setting)."""
+    from .safety import problems
+
+    found = problems(app.settings)
+    if found:
+        raise ConfigErrors(found)
+    return loaded(app)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="comms")
 def cli() -> None:
@@ -82,9 +93,11 @@ def cli() -> None:
 def validate(project_dir: Path | None) -> None:
     """Check every file and render every message of every step for every recipient."""
     from .preflight import check
+    from .safety import problems as unsafe
 
     app = make_app(project_dir)
-    problems = check(app.project, timezone=app.settings.timezone, now=app.clock.now())
+    problems = [*unsafe(app.settings),
+                *check(app.project, timezone=app.settings.timezone, now=app.clock.now())]
     for problem in problems:
         click.echo(problem.location_message(), err=True)
     errors = [p for p in problems if not p.warning]
@@ -161,23 +174,64 @@ def preview(campaign: str, step: str, email: str, project_dir: Path | None) -> N
               "left uncertain (those recipients may get the message twice).")
 @click.option("--retry-failed", is_flag=True, help="Send again what failed (of the --step "
               "steps, else of every step), once the cause is fixed.")
+@click.option("--test-to", metavar="EMAIL", help="Send one real copy of the --step to EMAIL, "
+              "subject marked [TEST]; nothing is recorded, the real send still reaches everyone.")
+@click.option("--as", "as_email", metavar="STAKEHOLDER_EMAIL", help="With --test-to: render it "
+              "as this stakeholder gets it (default: the first of the step's audience).")
 @project_option
 @handle_errors
 def send(campaign: str, steps: tuple[str, ...], dry_run: bool, resend_uncertain: bool,
-         retry_failed: bool, project_dir: Path | None) -> None:
+         retry_failed: bool, test_to: str | None, as_email: str | None,
+         project_dir: Path | None) -> None:
     """Send what is due now (or the given steps), to the audience. A second run sends nothing
-    new."""
+    new.
+
+    \b
+    Examples:
+      comms send workshops --dry-run
+      comms send workshops --step invite
+      comms send workshops --step invite --test-to me@sel-learning.example
+    """
     from .plan import steps_due
+    from .preflight import check_campaign
     from .progress import progress_bar
     from .service import Service
     from .stopping import Stop
 
-    app = loaded(make_app(project_dir))
+    app = ready(make_app(project_dir))
     chosen = app.project.campaign(campaign)
     unknown = [s for s in steps if chosen.step(s) is None]
     if unknown:
         known = ", ".join(s.id for s in chosen.steps)
         raise NotFound(f"unknown step '{unknown[0]}' in {campaign} (steps are: {known})")
+    if as_email is not None and test_to is None:
+        raise NotFound("--as goes with --test-to")
+    if test_to is not None:
+        from .testsend import send_test
+
+        if len(steps) != 1 or dry_run or resend_uncertain or retry_failed:
+            raise NotFound("--test-to sends one step: give exactly one --step, and no "
+                           "--dry-run, --resend-uncertain or --retry-failed")
+        step = chosen.step(steps[0])
+        assert step is not None
+        try:
+            message = send_test(app, chosen, step, test_to, as_email)
+        finally:
+            app.close()
+        click.echo(f"{campaign}/{step.id}: test sent to {message.to.email} as "
+                   f"{message.to.name or 'the stakeholder'} (nothing recorded)")
+        return
+    if not dry_run:
+        from .approval import problems as unapproved
+
+        refusals = unapproved(app, chosen)
+        if refusals:
+            raise Failure("\n".join(f"error: {line}" for line in refusals), 2)
+    # What only rendering or the clock can find is refused before anything is written.
+    found = [p for p in check_campaign(app.project, chosen, timezone=app.settings.timezone,
+                                       now=app.clock.now()) if not p.warning]
+    if found:
+        raise ConfigErrors(found)
     app.sync_directory()
     service = Service(app)
     stop = Stop()
@@ -226,6 +280,32 @@ def send(campaign: str, steps: tuple[str, ...], dry_run: bool, resend_uncertain:
 
 
 @cli.command()
+@click.argument("campaign")
+@click.option("--by", "by", metavar="EMAIL", help="Who approves (not the last author of the "
+              "campaign's files).")
+@click.option("--revoke", is_flag=True, help="Withdraw the campaign's approval.")
+@project_option
+@handle_errors
+def approve(campaign: str, by: str | None, revoke: bool, project_dir: Path | None) -> None:
+    """Sign a campaign off as its files are now (with require_approval in comms.toml, send and
+    run refuse a campaign without it, or changed since)."""
+    from .approval import approve as record
+    from .store import approvals
+
+    app = loaded(make_app(project_dir))
+    chosen = app.project.campaign(campaign)
+    if revoke:
+        with app.store.write() as conn:
+            gone = approvals.revoke(conn, chosen.id)
+        click.echo(f"{chosen.id}: approval withdrawn" if gone else f"{chosen.id}: not approved")
+        return
+    if by is None:
+        raise NotFound("--by EMAIL: who approves")
+    files = record(app, chosen, by)
+    click.echo(f"{chosen.id}: approved by {by} ({len(files)} files: {', '.join(files)})")
+
+
+@cli.command()
 @click.argument("campaign", required=False)
 @format_option("table", "json")
 @project_option
@@ -246,6 +326,10 @@ def status(campaign: str | None, fmt: str, project_dir: Path | None) -> None:
     for paused, since in result.paused.items():
         click.echo(f"\n{paused}: paused since {human(since, zone)} — "
                    f"`comms resume {paused}` to continue")
+    for signed in result.approvals:
+        click.echo(f"\n{signed['campaign']}: approved by {signed['approver']} "
+                   f"{human(signed['approved_at'], zone)}"
+                   f"{'' if signed['current'] else ' — changed since: approve it again'}")
     click.echo(f"\nlast scheduler run: {result.last_run or 'never'}")
     if result.upcoming:
         click.echo("next due:")
@@ -326,7 +410,7 @@ def contacts_export(email: str, output: Path | None, project_dir: Path | None) -
     app = make_app(project_dir)
     text = json.dumps(export_person(app.store, email), indent=2, ensure_ascii=False)
     if output:
-        output.write_text(text + "\n", encoding="utf-8")
+        _write_file(output, text + "\n")
         click.echo(f"written to {output}")
     else:
         click.echo(text)
@@ -441,7 +525,7 @@ def run_command(no_web: bool, host: str, port: int, project_dir: Path | None) ->
     from .stopping import Stop
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    app = loaded(make_app(project_dir))
+    app = ready(make_app(project_dir))
     app.sync_directory()
     with Stop().installed() as stop:
         run_service(app, web=not no_web, host=host, port=port, stop=stop)
@@ -558,6 +642,78 @@ def events_attendance(event: str, sheet: Path, project_dir: Path | None) -> None
         click.echo(f"{sheet}: warning: {email} is not in the directory", err=True)
 
 
+@events_group.command("feedback")
+@click.argument("event")
+@format_option("table", "csv", "json")
+@click.option("--by", type=click.Choice(["borough", "organisation"]), default="borough",
+              show_default=True, help="group the ratings by")
+@project_option
+@handle_errors
+def events_feedback(event: str, fmt: str, by: str, project_dir: Path | None) -> None:
+    """Ratings of EVENT (or CAMPAIGN/EVENT): count, response rate, mean, distribution, by group,
+    and the comments."""
+    from .events import feedback_summary, find_event
+
+    app = loaded(make_app(project_dir))
+    campaign, found = find_event(app.project.campaigns, event)
+    result = feedback_summary(app.store, campaign, found, by=by)
+    if fmt == "json":
+        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        return
+    rate = result["response_rate"]
+    head = [{"figure": "asked", "value": result["asked"]},
+            {"figure": "answered", "value": result["count"]},
+            {"figure": "response rate", "value": "—" if rate is None else f"{rate:.0%}"},
+            {"figure": "mean rating", "value": "—" if result["mean"] is None
+             else f"{result['mean']:.2f}"},
+            *({"figure": f"rated {n}", "value": k} for n, k in result["distribution"].items())]
+    groups = [{by: g["group"], "answered": g["count"], "mean": f"{g['mean']:.2f}"}
+              for g in result["by_group"]]
+    if fmt == "csv":
+        click.echo(output.render([*({"section": "figure", "name": r["figure"], "value": r["value"]}
+                                    for r in head),
+                                  *({"section": by, "name": g[by], "value": g["mean"]}
+                                    for g in groups),
+                                  *({"section": "comment", "name": str(c["rating"]),
+                                     "value": c["comment"]} for c in result["comments"])],
+                                 ["section", "name", "value"], "csv"))
+        return
+    click.echo(output.render(head, ["figure", "value"], "table",
+                             title=f"{campaign.id}/{found.id}: feedback"))
+    if groups:
+        click.echo(output.render(groups, [by, "answered", "mean"], "table"))
+    for comment in result["comments"]:
+        click.echo(f"  [{comment['rating']}] {comment['comment']}")
+
+
+@cli.group("pairs")
+def pairs_group() -> None:
+    """Mentoring pairs (pairs/ROUND.csv): who is paired, and how each pair is doing."""
+
+
+@pairs_group.command("status")
+@click.argument("round_id", metavar="[ROUND]", required=False)
+@format_option("table", "csv", "json")
+@project_option
+@handle_errors
+def pairs_status(round_id: str | None, fmt: str, project_dir: Path | None) -> None:
+    """Each pair and its state: not introduced, introduced, met or not yet."""
+    from .pairs import introductions
+    from .store import pairs
+
+    app = loaded(make_app(project_dir))
+    rounds = app.project.rounds.pairs
+    if round_id is not None and round_id not in rounds:
+        raise NotFound(f"unknown round of pairs '{round_id}' (rounds are: "
+                       f"{', '.join(sorted(rounds)) or 'none'})")
+    app.sync_directory()
+    with app.store.read() as conn:
+        rows = pairs.listing(conn, round_id, introductions(app.project.campaigns.values()))
+    click.echo(output.render(rows, ["round", "mentor", "mentee", "borough", "state",
+                                    "answered_at", "note"], fmt,
+                             zone=ZoneInfo(app.settings.timezone)))
+
+
 @cli.group("report", invoke_without_command=True)
 @click.option("--campaign", help="Only this campaign (default: every campaign).")
 @click.option("--by", type=click.Choice(["borough", "organisation", "role"]), default="borough",
@@ -604,18 +760,47 @@ def _write_report(text: str, out: Path | None, *, excel: bool) -> None:
     if out is None:
         click.echo(text)
         return
+    _write_file(out, text + "\n", encoding="utf-8-sig" if excel else "utf-8")
+
+
+def _write_file(out: Path, text: str, *, encoding: str = "utf-8") -> None:
+    """A file of mode 600, written whole (or an error naming it, exit 1)."""
+    from ._files import write_private
+
     try:
-        out.write_text(text + "\n", encoding="utf-8-sig" if excel else "utf-8")
+        write_private(out, text, encoding=encoding)
     except OSError as exc:
         raise Failure(f"error: cannot write {out}: {exc.strerror}", 1) from None
 
 
+from .scaffold import init as _init  # noqa: E402
+
+cli.add_command(_init)
+
+
+class _Terminated(BaseException):
+    """SIGTERM outside a command's own handling of it."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def main() -> None:
+    # Every file comms writes (the store, the outbox, previews, exports, reports) is its
+    # owner's alone: mode 600, folders 700.
+    os.umask(0o077)
     # Commands report what happened themselves; log records reach a person only under
     # `comms run` and `comms serve`, which configure logging.
     logging.getLogger("comms").addHandler(logging.NullHandler())
+    # Outside the moments a command handles signals itself (`Stop.installed`), SIGTERM stops
+    # as SIGINT does: nothing is being sent then, so an exit with 143 is clean.
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         cli(standalone_mode=True)
+    except _Terminated:
+        click.echo("terminated", err=True)
+        sys.exit(128 + signal.SIGTERM)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
@@ -623,3 +808,8 @@ def main() -> None:
         click.echo(f"{exc}: what was still being sent is listed as uncertain "
                    "(`comms status`)", err=True)
         sys.exit(128 + exc.signum)
+    finally:
+        # Done and recorded: a signal while the interpreter shuts down (which puts the default
+        # handlers back) changes nothing, so it must not kill the process with the signal.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, signal.SIG_IGN)

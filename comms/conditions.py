@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from .responses import Kind
 
-Test = Literal["rsvp", "rsvp_event", "attendance", "response", "roles", "tags"]
+Test = Literal["rsvp", "rsvp_event", "attendance", "response", "pair", "roles", "tags"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,11 +26,12 @@ from .errors import (
     TransportError,
 )
 from .events import EventCancelled
-from .message import Composer, PreparedStep
+from .message import Composer, Pairing, PreparedStep
 from .stopping import ForcedStop
 from .store import Conn, Store, rsvps, runs
 from .store import campaigns as stored_campaigns
 from .store import events as stored_events
+from .store import pairs as stored_pairs
 from .store import sends as ledger
 from .targeting import Target
 from .transports.base import Transport
@@ -61,6 +62,7 @@ class Summary:
     dry_run: bool = False
     failures: list[str] = field(default_factory=list)
     people: list[str] = field(default_factory=list)  # a dry run: who would be sent it
+    suppressed_pairs: list[str] = field(default_factory=list)  # "mentee & mentor", by name
 
     def line(self) -> str:
         parts = [f"{self.campaign}/{self.step}:"]
@@ -71,6 +73,9 @@ class Summary:
         sent = f"{self.would_send} would be sent" if self.dry_run else f"{self.sent} sent"
         parts.append(f"{sent}, {self.already_sent} already sent, {self.suppressed} suppressed, "
                      f"{self.failed} failed, {self.uncertain} uncertain")
+        if self.suppressed_pairs:
+            parts.append(f"(pairs skipped, one of the two suppressed: "
+                         f"{'; '.join(self.suppressed_pairs)})")
         if self.skipped:
             parts.append(f"({self.skipped} skipped: condition not met)")
         if self.missed:
@@ -165,6 +170,8 @@ class Dispatcher:
                 runs.finish(conn, run_id, self.clock.now())
         with self.store.read() as conn:
             summary.take(ledger.forecast(conn, target, self.clock.now()))
+            if step.pairs is not None and summary.suppressed:
+                summary.suppressed_pairs = stored_pairs.suppressed(conn, key, step.pairs)
         summary.already_sent = before["sent"]
         return summary
 
@@ -242,8 +249,10 @@ class Dispatcher:
                 summary.failures.append(str(exc))
                 return summary
             forecast = ledger.forecast(conn, target, now, resend_uncertain=resend_uncertain)
-            for row in ledger.would_send(conn, target, now):
-                prepared.message(from_row(row), "0" * 32)  # renders: errors surface now
+            rows = list(ledger.would_send(conn, target, now))
+            pairings = pairings_of(conn, step, [row["id"] for row in rows])
+            for row in rows:  # rendered: errors surface now
+                prepared.message(from_row(row), "0" * 32, pairings.get(row["id"]))
                 summary.people.append(row["email"])
         summary.take(forecast)
         summary.would_send = forecast.would_send
@@ -273,13 +282,16 @@ class Dispatcher:
                         self._record(conn, run_id, done, now)
                         claimed = (ledger.claim(conn, key, run_id, free, now, sequence=sequence)
                                    if free else [])
+                        pairings = pairings_of(conn, prepared.step, [
+                            job.stakeholder["stakeholder_id"] for job in claimed])
                     self._count(done, summary)
                     done = []
                     if free and len(claimed) < free:
                         exhausted = True
                     bucket.give_back(free - len(claimed))
                     for job in claimed:
-                        in_flight[pool.submit(self._attempt, prepared, job)] = job.id
+                        pairing = pairings.get(job.stakeholder["stakeholder_id"])
+                        in_flight[pool.submit(self._attempt, prepared, job, pairing)] = job.id
                     if not in_flight:
                         if exhausted or stop or not self._has_pending(key):
                             break
@@ -364,7 +376,8 @@ class Dispatcher:
         if self.progress and results:
             self.progress.advance(len(results))
 
-    def _attempt(self, prepared: PreparedStep, job: ledger.Claimed) -> _Result:
+    def _attempt(self, prepared: PreparedStep, job: ledger.Claimed,
+                 pairing: Pairing | None = None) -> _Result:
         person = from_row(job.stakeholder)
         attempts: list[ledger.Attempt] = []
 
@@ -379,8 +392,10 @@ class Dispatcher:
                                            status_code=exc.status if exc else None,
                                            detail=str(exc) if exc else None))
 
+        if prepared.step.pairs is not None and pairing is None:
+            return outcome("failed", f"no pair in round '{prepared.step.pairs}' any more")
         try:
-            message = prepared.message(person, job.uid)
+            message = prepared.message(person, job.uid, pairing)
         except TemplateError as exc:
             return outcome("failed", exc.location_message())
         for n in range(1, self.policy.max_attempts + 1):
@@ -450,6 +465,15 @@ class _Bucket:
     def wait(self) -> None:
         if self.per_minute is not None:
             self.clock.wait(max(0.01, (1 - self.tokens) * 60 / self.per_minute), self.stopping)
+
+
+def pairings_of(conn: Conn, step: Step, mentee_ids: list[int]) -> dict[int, Pairing]:
+    """For a pairs step: each mentee's pair, both people (empty for any other step)."""
+    if step.pairs is None or not mentee_ids:
+        return {}
+    found = stored_pairs.members(conn, step.pairs, mentee_ids)
+    return {mentee: Pairing(mentor=from_row(pair["mentor"]), mentee=from_row(pair["mentee"]),
+                            note=pair["note"]) for mentee, pair in found.items()}
 
 
 def compose(conn: Conn, composer: Composer, campaign: Campaign, step: Step, now: datetime, *,

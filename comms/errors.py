@@ -79,5 +79,9 @@ class StoreError(CommsError):
     """The store could not be reached or refused an operation."""
 
 
+class Refused(CommsError):
+    """A request refused as it stands (exit code 2): what to do instead is in the message."""
+
+
 class NotFound(CommsError):
     """A named campaign, step, event or stakeholder does not exist."""

@@ -11,7 +11,7 @@ from ._types import email_key
 from .campaign import Campaign, Event, Step
 from .errors import CommsError, ConfigError, ConfigErrors, NotFound
 from .invite import Method
-from .store import attendance, rsvps
+from .store import attendance, feedback, rsvps, sends
 from .store.events import EventState
 
 if TYPE_CHECKING:
@@ -163,3 +163,13 @@ def step_for(campaign: Campaign, step_id: str) -> Step | None:
     if kind in ("update", "cancelled"):
         return change_step(event, cancelled=kind == "cancelled")
     return notice_step(event, kind) if kind in NOTICES else None
+
+
+def feedback_summary(store: Store, campaign: Campaign, event: Event, *,
+                     by: str = "borough") -> dict[str, Any]:
+    """The ratings of an event (``comms events feedback``): the rate is over the people sent a
+    feedback step of it."""
+    asking = [s.id for s in campaign.steps if s.kind == "feedback" and s.event == event.id]
+    with store.read() as conn:
+        asked = sends.people_sent(conn, campaign.id, asking)
+        return feedback.summary(conn, campaign.id, event.id, asked=asked, by=by)

@@ -17,7 +17,7 @@ from email.utils import format_datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .transports.base import Address, Message
+    from .transports.base import Address, Attachment, Message
 
 CRLF = "\r\n"
 _UNSAFE = re.compile(r"[\r\n\x00]")
@@ -28,6 +28,7 @@ _ADDR_SPEC = re.compile(r"[^\s<>(),;:\"\\\[\]@]+@[^\s<>(),;:\"\\\[\]@]+")
 _HEADER_NAME = re.compile(r"[!-9;-~]+")
 _MESSAGE_ID = re.compile(r"<[^\s<>]+@[^\s<>]+>")
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
+_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,100}")
 # Headers this module writes itself, and ones that must never come from ``Message.headers``.
 RESERVED_HEADERS = frozenset({
     "from", "to", "cc", "bcc", "subject", "date", "message-id", "reply-to", "sender",
@@ -48,7 +49,7 @@ def build_mime(message: Message, *, date: datetime | None = None) -> bytes:
     when = date if date is not None else datetime.now(UTC)
     head = [
         "From: " + format_address(message.sender),
-        "To: " + format_address(message.to),
+        "To: " + ", ".join(format_address(a) for a in message.recipients),
         "Subject: " + encode_unstructured("Subject", message.subject),
         "Date: " + format_datetime(when),
         "Message-ID: " + check_message_id(message.message_id),
@@ -62,7 +63,13 @@ def build_mime(message: Message, *, date: datetime | None = None) -> bytes:
     alt = _boundary()
     parts = [_qp_part("text/plain", message.text), _qp_part("text/html", message.html)]
     calendar = message.calendar
-    if calendar is None:
+    if calendar is None and message.attachments:
+        mixed = _boundary()
+        head.append(f'Content-Type: multipart/mixed; boundary="{mixed}"')
+        alternative = f'Content-Type: multipart/alternative; boundary="{alt}"\r\n\r\n'
+        body = _multipart(mixed, [alternative + _multipart(alt, parts),
+                                  *(_attachment(a) for a in message.attachments)])
+    elif calendar is None:
         head.append(f'Content-Type: multipart/alternative; boundary="{alt}"')
         body = _multipart(alt, parts)
     else:
@@ -81,6 +88,21 @@ def build_mime(message: Message, *, date: datetime | None = None) -> bytes:
         alternative = f'Content-Type: multipart/alternative; boundary="{alt}"\r\n\r\n'
         body = _multipart(mixed, [alternative + _multipart(alt, parts), attachment])
     return (CRLF.join(head) + "\r\n\r\n" + body).encode("utf-8")
+
+
+def _attachment(attachment: Attachment) -> str:
+    name = check_filename(attachment.filename)
+    content_type = check_header_value(attachment.content_type, "content type")
+    return (f'Content-Type: {content_type}; name="{name}"\r\n'
+            f'Content-Disposition: attachment; filename="{name}"\r\n'
+            "Content-Transfer-Encoding: base64\r\n\r\n" + _base64(attachment.data))
+
+
+def check_filename(name: str) -> str:
+    """A plain attachment file name (letters, digits, ``. - _``): nothing to quote or encode."""
+    if not _FILENAME.fullmatch(name):
+        raise ValueError(f"attachment: not a plain file name: {name[:60]!r}")
+    return name
 
 
 def check_header_value(value: str, what: str = "header") -> str:

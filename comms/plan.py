@@ -157,14 +157,15 @@ def catch_up(project: Project, campaign: Campaign) -> timedelta:
 def event_start(campaign: Campaign, step: Step, timezone: str) -> datetime | None:
     """For a step tied to an event: when the event starts (nothing is sent after that)."""
     event = campaign.event(step.event_id) if step.event_id else None
-    if event is None or step.kind == "cancel":
-        return None
+    if event is None or step.kind in ("cancel", "feedback") or step.after_event is not None:
+        return None  # these go after the start
     return event.starts.replace(tzinfo=ZoneInfo(event.timezone or timezone))
 
 
 def occurrences(campaign: Campaign, step: Step, *, schedule: Schedule | None, zone: ZoneInfo,
                 start: datetime, end: datetime, first_seen: datetime) -> list[Due]:
-    """Occurrences of a step: one for ``send_at``, ``before`` and ``now`` (``first_seen``);
+    """Occurrences of a step: one for ``send_at``, ``before``, ``after`` an event and ``now``
+    (``first_seen``);
     for ``cron``, each whose time as written lies between ``start`` and ``end``;
     none for ``after`` (each recipient has their own)."""
     def due(nominal: datetime, key: str = ONCE) -> Due:
@@ -180,6 +181,12 @@ def occurrences(campaign: Campaign, step: Step, *, schedule: Schedule | None, zo
             return []
         starts = localise(event.starts, ZoneInfo(event.timezone or zone.key))
         return [due(starts - step.before.delta)]
+    if step.after_event is not None:
+        event = campaign.event(step.after_event.event or "")
+        if event is None:
+            return []
+        ends = localise(event.ends, ZoneInfo(event.timezone or zone.key))
+        return [due(ends + step.after_event.delta)]
     if step.cron is None:
         return []
     last = end.astimezone(zone).date()
@@ -199,13 +206,15 @@ def describe(step: Step) -> str:
         return "now"
     if step.send_at is not None:
         return "at a set time"
-    if step.after is not None:
-        a = step.after
+    if step.after_step is not None:
+        a = step.after_step
         parts = [f"{n} {unit}" for n, unit in ((a.days, "days"), (a.hours, "hours"),
                                                (a.minutes, "minutes")) if n]
         return f"{' '.join(parts) or 'straight'} after '{a.step}', per recipient"
     if step.before is not None:
         return f"before event '{step.before.event}'"
+    if step.after_event is not None:
+        return f"after event '{step.after_event.event}' ends"
     return f"recurring: {step.cron}" + (f" until {step.until}" if step.until else "")
 
 
@@ -234,7 +243,7 @@ def decide(project: Project, campaign: Campaign, facts: Facts, *, now: datetime,
     for step in campaign.steps:
         starts = event_start(campaign, step, timezone)
         started = starts is not None and now >= starts
-        if step.after is not None:
+        if step.after_step is not None:
             if started:
                 continue
             if opens > now:
@@ -274,7 +283,7 @@ def steps_due(project: Project, campaign: Campaign, *, timezone: str, now: datet
     zone = zone_of(project, campaign, timezone)
     due, waiting = [], []
     for step in campaign.steps:
-        if step.after is not None or step.id in acted:
+        if step.after_step is not None or step.id in acted:
             due.append(step)
             continue
         future = [d for d in _fixed(project, campaign, step, facts, now=now, timezone=timezone,
@@ -320,7 +329,7 @@ def timeline(project: Project, facts: Facts, *, now: datetime, timezone: str,
         acted = {(d.step.id, d.occurrence): d
                  for d in decide(project, campaign, facts, now=now, timezone=timezone)}
         for step in campaign.steps:
-            if step.after is not None:
+            if step.after_step is not None:
                 out.append(_after_row(project, campaign, step, facts, now=now, timezone=timezone,
                                       acted=acted, count=count))
             else:
@@ -367,11 +376,11 @@ def _fixed_rows(project: Project, campaign: Campaign, step: Step, facts: Facts, 
 def _after_row(project: Project, campaign: Campaign, step: Step, facts: Facts, *,
                now: datetime, timezone: str, acted: Mapping[tuple[str, str], Decision],
                count: Recipients) -> Occurrence:
-    assert step.after is not None
+    assert step.after_step is not None
     schedule = schedule_of(project, campaign)
     zone = zone_of(project, campaign, timezone)
     parents = facts.parents.get((campaign.id, step.id), Parents(0, None, None))
-    delay = step.after.delta
+    delay = step.after_step.delta
     row = Occurrence(campaign.id, step.id, PER_RECIPIENT, None, describe(step),
                      count(campaign, step, PER_RECIPIENT, False))
     if parents.waiting and parents.first is not None and parents.last is not None:
@@ -400,11 +409,11 @@ def _projected(project: Project, campaign: Campaign, step: Step, facts: Facts, *
                now: datetime, timezone: str, depth: int = 0) -> datetime | None:
     """When an ``after`` step is expected: its parent's planned time plus the delay, through
     the schedule (the parent itself may be an ``after`` step)."""
-    assert step.after is not None
-    parent = campaign.step(step.after.step)
+    assert step.after_step is not None
+    parent = campaign.step(step.after_step.step or "")
     if parent is None or depth > len(campaign.steps):
         return None
-    if parent.after is not None:
+    if parent.after_step is not None:
         base = _projected(project, campaign, parent, facts, now=now, timezone=timezone,
                           depth=depth + 1)
     else:
@@ -414,6 +423,6 @@ def _projected(project: Project, campaign: Campaign, step: Step, facts: Facts, *
             dues[0].due if dues else None)
     if base is None:
         return None
-    return next_allowed(base + step.after.delta, schedule_of(project, campaign))
+    return next_allowed(base + step.after_step.delta, schedule_of(project, campaign))
 
 

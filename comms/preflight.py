@@ -1,65 +1,195 @@
-"""Pre-flight: every step of every campaign rendered for every recipient before anything is sent."""
+"""Pre-flight: every step of every campaign rendered before anything is sent.
+
+Recipients who look alike to a template are rendered once: people are grouped by their
+*shape* — role, tags, which standard fields are empty, which attributes they have (and of what
+type) — and one representative of each shape that a step reaches is rendered for it. A failure
+counts everyone of the failing shapes. What only one person's values can break (a borough a
+template does not know) is caught per message when sending.
+
+Audiences are counted by the same SQL as sending, in a scratch store holding one row for each
+group of people that every audience query treats alike (the same role, borough, organisation,
+tags and shape, and not named by address in any campaign): 100,000 people make a few hundred
+rows.
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from . import _yaml, targeting
 from ._types import email_key
-from .audience import from_row
-from .campaign import Campaign
+from .audience import Stakeholder, from_row
+from .campaign import Campaign, Step
 from .errors import ConfigError, TemplateError
-from .message import Composer
+from .message import Composer, Pairing
 from .plan import zone_of
 from .project import Project
 from .schedule import exists_locally
 from .store import Conn, Store
 from .store import stakeholders as people
-from .store.stakeholders import sync
+from .store.stakeholders import ids_by_email, sync
 from .tokens import Tokens
 
 PREVIEW_UID = "0" * 32
+STANDARD_FIELDS = ("first_name", "last_name", "organisation", "borough", "job_title")
+Shape = tuple[Any, ...]
 
 
 def check(project: Project, *, timezone: str, now: datetime) -> list[ConfigError]:
     """All problems of the project: load errors, then audiences and rendering (warnings too)."""
     problems = list(project.problems)
-    store = Store("sqlite://")  # a scratch store: validate writes nothing to the project's
+    composer = _composer(project, timezone)
+    with _scratch(project, now) as scratch:
+        for campaign_id, campaign in project.campaigns.items():
+            located = project.sources[campaign_id]
+            if not people.count(scratch.conn, targeting.audience_of(campaign)):
+                problems.append(located.error(("audience",), "audience matches nobody in "
+                                              "stakeholders/", warning=True))
+            problems += _organisers_invited(scratch.conn, campaign, located)
+            problems += _campaign_problems(scratch, composer, campaign, located,
+                                           zone_of(project, campaign, timezone), now)
+    return list({p.location_message(): p for p in problems}.values())  # a layout's error once
+
+
+def check_campaign(project: Project, campaign: Campaign, *, timezone: str,
+                   now: datetime) -> list[ConfigError]:
+    """The problems of one campaign that loading cannot see: every step rendered for one
+    representative recipient of each shape it reaches, and local times skipped by a clock
+    change. Writes nothing (for ``comms send`` to call before it sends)."""
+    with _scratch(project, now) as scratch:
+        return _campaign_problems(scratch, _composer(project, timezone), campaign,
+                                  project.sources[campaign.id],
+                                  zone_of(project, campaign, timezone), now)
+
+
+def _composer(project: Project, timezone: str) -> Composer:
+    return Composer(project.renderer, Tokens("preflight", "https://comms.invalid"),
+                    timezone=timezone)
+
+
+@dataclass(frozen=True, slots=True)
+class _Scratch:
+    """A read connection to the scratch store, and how many people each of its rows stands
+    for (by stakeholder id)."""
+
+    conn: Conn
+    weights: dict[int, int]
+    mentors: dict[str, Stakeholder]  # per round of pairs: a mentor to render pairs steps with
+
+
+@contextmanager
+def _scratch(project: Project, now: datetime) -> Iterator[_Scratch]:
+    """A scratch store in memory (validate writes nothing to the project's) holding one
+    representative row per group of people that audience queries cannot tell apart."""
+    store = Store("sqlite://")
     try:
-        sync(store, project.directory.people, now=now)
-        composer = Composer(project.renderer, Tokens("preflight", "https://comms.invalid"),
-                            timezone=timezone)
+        groups = _audience_groups(project.directory.people, _named(project.campaigns.values()))
+        sync(store, [person for person, _ in groups], now=now)
         with store.read() as conn:
-            for campaign_id, campaign in project.campaigns.items():
-                located = project.sources[campaign_id]
-                if not people.count(conn, targeting.audience_of(campaign)):
-                    problems.append(located.error(("audience",), "audience matches nobody in "
-                                                  "stakeholders/", warning=True))
-                problems += _organisers_invited(conn, campaign, located)
-                problems += _clock_changes(campaign, located, zone_of(project, campaign, timezone))
-                for step in campaign.steps:
-                    try:
-                        prepared = composer.prepare(campaign, step, now=now)
-                    except TemplateError as exc:
-                        problems.append(exc)
-                        continue
-                    failures: dict[str, list[TemplateError]] = defaultdict(list)
-                    for row in people.reached(conn, targeting.audience_of(campaign, step)):
-                        try:
-                            prepared.message(from_row(dict(row)), PREVIEW_UID)
-                        except TemplateError as exc:
-                            failures[f"{exc.path}:{exc.line}:{exc.message.split(' (')[0]}"].append(exc)
-                    for group in failures.values():
-                        first = group[0]
-                        more = f" (and {len(group) - 1} more recipients)" if len(group) > 1 else ""
-                        problems.append(TemplateError(
-                            f"{first.message}{more}; step '{step.id}' of {located.path}",
-                            path=first.path, line=first.line))
+            ids = ids_by_email(conn, [person.key for person, _ in groups])
+            by_email = {person.key: person for person in project.directory.people}
+            mentors = {round_id: by_email[pairs[0].mentor]
+                       for round_id, pairs in project.rounds.pairs.items() if pairs}
+            yield _Scratch(conn, {ids[person.key]: count for person, count in groups}, mentors)
     finally:
         store.dispose()
+
+
+def _named(campaigns: Iterable[Campaign]) -> set[str]:
+    """Addresses that some query asks about by name: exclusions and event organisers."""
+    named: set[str] = set()
+    for campaign in campaigns:
+        named.update(email_key(e) for e in campaign.audience.exclude.emails)
+        named.update(email_key(event.organiser.email) for event in campaign.events)
+    return named
+
+
+def _audience_groups(directory: Iterable[Stakeholder],
+                     named: set[str]) -> list[tuple[Stakeholder, int]]:
+    """(first person, how many) of each group alike for audiences and for templates."""
+    groups: dict[Shape, list[Any]] = {}
+    for person in directory:
+        key = (person.key if person.key in named else None, person.borough, person.organisation,
+               shape(person))
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [person, 1]
+        else:
+            group[1] += 1
+    return [(person, count) for person, count in groups.values()]
+
+
+def shape(person: Stakeholder) -> Shape:
+    """What a template can tell about a person without looking at their values: the role and
+    tags, which standard fields are empty, which attributes there are and of what type."""
+    return (person.role, person.tags, tuple(not getattr(person, name) for name in STANDARD_FIELDS),
+            tuple(sorted((name, type(value).__name__) for name, value in person.attributes.items())))
+
+
+def _campaign_problems(scratch: _Scratch, composer: Composer, campaign: Campaign,
+                       located: _yaml.Located, zone: ZoneInfo, now: datetime) -> list[ConfigError]:
+    problems = _clock_changes(campaign, located, zone)
+    for index in range(len(campaign.steps)):
+        problems += _step_problems(scratch, composer, campaign, index, located, now)
     return problems
+
+
+def _step_problems(scratch: _Scratch, composer: Composer, campaign: Campaign, index: int,
+                   located: _yaml.Located, now: datetime) -> list[ConfigError]:
+    """One step rendered for a representative of each shape it reaches; failures alike are
+    grouped, counting everyone of the failing shapes."""
+    step = campaign.steps[index]
+    if not composer.renderer.exists(step.template):
+        return []  # loading said so already (unknown template)
+    try:
+        prepared = composer.prepare(campaign, step, now=now)
+    except TemplateError as exc:
+        return [_in_campaign(exc, located, index)]
+    failures: dict[str, tuple[TemplateError, int]] = {}
+    for person, count in _representatives(scratch, campaign, step):
+        pairing = None
+        if step.pairs is not None:
+            pairing = Pairing(mentor=scratch.mentors.get(step.pairs, person), mentee=person,
+                              note="a note")
+        try:
+            prepared.message(person, PREVIEW_UID, pairing)
+        except TemplateError as exc:
+            key = f"{exc.path}:{exc.line}:{exc.message.split(' (')[0]}"
+            first, seen = failures.get(key, (exc, 0))
+            failures[key] = (first, seen + count)
+    problems: list[ConfigError] = []
+    for first, count in failures.values():
+        more = f" (and {count - 1} more recipients)" if count > 1 else ""
+        problems.append(_in_campaign(first, located, index, more,
+                                     f"; step '{step.id}' of {located.path}"))
+    return problems
+
+
+def _representatives(scratch: _Scratch, campaign: Campaign,
+                     step: Step) -> list[tuple[Stakeholder, int]]:
+    """(first person, how many people) of each shape the step reaches."""
+    found: dict[Shape, list[Any]] = {}
+    for row in people.reached(scratch.conn, targeting.audience_of(campaign, step)):
+        person = from_row(dict(row))
+        group = found.setdefault(shape(person), [person, 0])
+        group[1] += scratch.weights[row["id"]]
+    return [(person, count) for person, count in found.values()]
+
+
+def _in_campaign(exc: TemplateError, located: _yaml.Located, index: int, more: str = "",
+                 step_of: str = "") -> TemplateError:
+    """The error where it can be fixed: a step's subject, or a template name that names no
+    file, at its line of the campaign; anything else in its template, saying which step."""
+    if exc.path is None or exc.path.startswith("subject of "):
+        loc = ("steps", index, "template" if exc.path is None else "subject")
+        return TemplateError(exc.message + more, path=located.path, line=located.line(loc),
+                             key=_yaml.dotted(loc))
+    return TemplateError(exc.message + more + step_of, path=exc.path, line=exc.line)
 
 
 def _organisers_invited(conn: Conn, campaign: Campaign,

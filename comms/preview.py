@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._types import email_key
+from ._files import private_dir, write_private
+from ._types import email_key, file_safe
 from .app import App
+from .audience import Stakeholder
+from .campaign import Step
 from .dispatch import compose
 from .errors import NotFound
+from .message import Pairing
 from .transports.base import Message
 
 
@@ -29,16 +32,28 @@ def preview(app: App, campaign_id: str, step_id: str, email: str) -> Preview:
     person = next((p for p in app.project.directory.people if p.key == email_key(email)), None)
     if person is None:
         raise NotFound(f"no stakeholder {email} in stakeholders/")
+    pairing = pairing_of(app, step, person) if step.pairs is not None else None
     with app.store.read() as conn:
         prepared, _ = compose(conn, app.composer, campaign, step, app.clock.now(), record=False)
-    message = prepared.message(person, "preview" + "0" * 25)
-    folder = app.settings.resolved_outbox_dir / "previews"
-    folder.mkdir(parents=True, exist_ok=True)
-    name = re.sub(r"[^a-z0-9.@-]+", "_", f"{campaign.id}.{step.id}.{person.key}")
+    message = prepared.message(person if pairing is None else pairing.mentee,
+                               "preview" + "0" * 25, pairing)
+    folder = private_dir(app.settings.resolved_outbox_dir / "previews")
+    name = file_safe(f"{campaign.id}.{step.id}.{person.key}")
     path = folder / f"{name}.html"
-    path.write_text(message.html, encoding="utf-8")
+    write_private(path, message.html)
     ics = None
     if message.calendar is not None:
         ics = folder / f"{name}.ics"
-        ics.write_bytes(message.calendar.ics)
+        write_private(ics, message.calendar.ics)
     return Preview(message, path, ics)
+
+
+def pairing_of(app: App, step: Step, person: Stakeholder) -> Pairing:
+    """The pair of the round that ``person`` is in (as mentee, else as mentor)."""
+    pairs = app.project.rounds.of(step.pairs or "")
+    pair = next((p for p in pairs if p.mentee == person.key), None) or next(
+        (p for p in pairs if p.mentor == person.key), None)
+    if pair is None:
+        raise NotFound(f"{person.email} is in no pair of pairs/{step.pairs}.csv")
+    people = {p.key: p for p in app.project.directory.people}
+    return Pairing(mentor=people[pair.mentor], mentee=people[pair.mentee], note=pair.note)

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ._types import email_key
+from ._types import email_key, file_safe
 from .errors import NotFound
 from .store import Store, suppressions
 from .store import privacy as stored
@@ -51,8 +51,8 @@ def _delete_files(outbox: Path, uids: list[str], key: str) -> int:
     count = 0
     candidates = [outbox / f"{uid}.eml" for uid in uids]
     previews = outbox / "previews"
-    if previews.is_dir():
-        candidates += [p for p in previews.iterdir() if key in p.name.lower()]
+    if previews.is_dir():  # named by comms/preview.py, the address made file-safe
+        candidates += [p for p in previews.iterdir() if file_safe(key) in p.name]
     for path in candidates:
         if path.is_file():
             path.unlink()

@@ -1,4 +1,5 @@
-"""A comms project: campaigns/, templates/, schedules/, stakeholders/ found by convention."""
+"""A comms project: campaigns/, templates/, schedules/, stakeholders/, pairs/ found by
+convention."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from . import _yaml
 from .audience import Directory, read_directory
 from .campaign import Campaign, check_references, load_campaign
 from .errors import ConfigError, ConfigErrors, NotFound
+from .pairs import Rounds, read_rounds
 from .render import Renderer
 from .schedule import Schedule, load_schedule
 
@@ -24,6 +26,8 @@ class Project:
     sources: dict[str, _yaml.Located] = field(default_factory=dict)
     schedules: dict[str, Schedule] = field(default_factory=dict)
     directory: Directory = field(default_factory=Directory)
+    rounds: Rounds = field(default_factory=Rounds)  # pairs/ROUND.csv
+    schedule_files: dict[str, Path] = field(default_factory=dict)  # by schedule id
     problems: list[ConfigError] = field(default_factory=list)
     renderer: Renderer = field(init=False)
 
@@ -60,20 +64,25 @@ def load_project(root: Path) -> Project:
         raise ConfigErrors([ConfigError(
             "not a comms project: no campaigns/ folder here (use --project DIR)", path=root)])
     project = Project(root)
+    broken: set[str] = set()  # ids of schedules whose file has errors (said once, there)
     for path in _yaml_files(root / "schedules"):
         try:
             schedule, located = load_schedule(path, path.relative_to(root))
         except (ConfigError, _yaml.ValidationErrors) as exc:
             project.problems += _as_list(exc)
+            broken |= {path.stem, *_raw_id(path, root)}
             continue
         if schedule.id in project.schedules:
             project.problems.append(located.error(("id",), f"duplicate schedule id '{schedule.id}'"))
         project.schedules[schedule.id] = schedule
+        project.schedule_files[schedule.id] = path
+    unloaded: set[str] = set()  # ids of campaigns whose file has errors (said once, there)
     for path in _yaml_files(root / "campaigns"):
         try:
             campaign, located = load_campaign(path, path.relative_to(root))
         except (ConfigError, _yaml.ValidationErrors) as exc:
             project.problems += _as_list(exc)
+            unloaded |= {path.stem, *_raw_id(path, root)}
             continue
         if campaign.id in project.campaigns:
             first = project.sources[campaign.id].path
@@ -83,11 +92,35 @@ def load_project(root: Path) -> Project:
         project.campaigns[campaign.id] = campaign
         project.sources[campaign.id] = located
         project.problems += check_references(
-            campaign, located, schedules=project.schedules.keys(),
+            campaign, located, schedules=project.schedules.keys() | broken,
             template_exists=project.renderer.exists)
     project.directory = read_directory(project.stakeholder_files, root)
     project.problems += project.directory.problems
+    project.rounds = read_rounds(root, project.directory.people)
+    project.problems += project.rounds.problems
+    for campaign_id, campaign in project.campaigns.items():
+        for i, step in enumerate(campaign.steps):
+            for j, name in enumerate(step.report.campaigns if step.report else []):
+                if name not in project.campaigns and name not in unloaded:
+                    known = ", ".join(sorted(project.campaigns))
+                    project.problems.append(project.sources[campaign_id].error(
+                        ("steps", i, "report", "campaigns", j),
+                        f"unknown campaign '{name}' (campaigns are: {known})"))
+            if step.pairs is not None and step.pairs not in project.rounds.pairs:
+                known = ", ".join(sorted(project.rounds.pairs)) or "none"
+                project.problems.append(project.sources[campaign_id].error(
+                    ("steps", i, "pairs"), f"unknown round of pairs '{step.pairs}' (expected "
+                    f"pairs/{step.pairs}.csv; rounds are: {known})"))
     return project
+
+
+def _raw_id(path: Path, root: Path) -> list[str]:
+    """The ``id`` a file that failed to validate gives itself, if it can be read at all."""
+    try:
+        data = _yaml.load(path, path.relative_to(root)).data
+    except ConfigError:
+        return []
+    return [data["id"]] if isinstance(data, dict) and isinstance(data.get("id"), str) else []
 
 
 def _yaml_files(folder: Path) -> list[Path]:

@@ -35,6 +35,9 @@ class Kind(StrEnum):
     RSVP_PROMOTED = "rsvp_promoted"
     RSVP_STALE = "rsvp_stale"  # an answer older than the one held, or for an older SEQUENCE
     RSVP_PROPOSED = "rsvp_proposed"  # a new time proposed (METHOD:COUNTER); detail: the time
+    PAIR_MET = "pair_met"  # a mentoring check-in: the pair has met; detail: the round
+    PAIR_NOT_YET = "pair_not_yet"  # … has not met yet
+    FEEDBACK = "feedback"  # a rating after an event; detail: the rating (1-5)
 
 
 #: SendGrid Event Webhook words → ours (bounces: ``type`` bounce = hard, blocked = soft).
@@ -65,7 +68,8 @@ DELIVERY_RANK: dict[str, int] = {
 #: Responses that show a person acted. Opens are not among them: image blocking and privacy
 #: pre-fetch make them unreliable.
 HUMAN = frozenset({Kind.CLICKED, Kind.REPLIED, Kind.RSVP_ACCEPTED, Kind.RSVP_DECLINED,
-                   Kind.RSVP_TENTATIVE, Kind.RSVP_WAITLISTED})
+                   Kind.RSVP_TENTATIVE, Kind.RSVP_WAITLISTED, Kind.PAIR_MET,
+                   Kind.PAIR_NOT_YET, Kind.FEEDBACK})
 
 #: Responses that put an address on the suppression list.
 SUPPRESSING: dict[str, str] = {
@@ -101,6 +105,7 @@ class Response:
     event: str | None = None
     detail: str | None = None
     machine: bool = False
+    machine_reason: str | None = None  # why it is a machine's (a scanner, a pre-fetch)
     provider_event_id: str | None = None
     raw: str | None = None
 
@@ -108,5 +113,6 @@ class Response:
         return {"send_id": self.send_id, "stakeholder_id": self.stakeholder_id,
                 "campaign": self.campaign, "step": self.step, "event": self.event,
                 "kind": str(self.kind), "detail": self.detail, "machine": self.machine,
+                "machine_reason": self.machine_reason,
                 "provider_event_id": self.provider_event_id, "occurred_at": self.occurred_at,
                 "received_at": received_at, "raw": self.raw}

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from . import events, status, targeting
+from . import approval, events, status, targeting
 from .app import App
 from .campaign import Campaign, Step
 from .dispatch import Dispatcher, Progress, Summary
@@ -34,6 +34,7 @@ class TickReport:
     missed: list[str] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
     paused: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # campaigns not approved (as they are)
 
     @property
     def sent(self) -> int:
@@ -86,6 +87,12 @@ class Service:
         for campaign in self.project.campaigns.values():
             if self.stopping:
                 break
+            refusals = approval.problems(self.app, campaign)
+            if refusals:
+                for line in refusals:
+                    log.error("not sent: %s", line)
+                report.refused += refusals
+                continue
             self.cycle(campaign, report)
         with self.app.store.write() as conn:
             meta.put(conn, LAST_TICK, self.app.clock.now().isoformat())
@@ -181,7 +188,7 @@ class Service:
                                         parents_up_to=watermark)
             summary = dispatcher.run(campaign, step, target, dry_run=dry_run,
                                      resend_uncertain=resend_uncertain)
-            if step.after is None:
+            if step.after_step is None:
                 report.summaries.append(summary)
                 if not dry_run:
                     self._mark(campaign, decision, "done", now)

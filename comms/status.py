@@ -15,9 +15,10 @@ from typing import Any
 
 from . import plan, targeting
 from .app import App
+from .approval import fingerprint
 from .campaign import Campaign, Step
 from .plan import CONDITIONAL, ONCE, Facts, Occurrence
-from .store import Conn, meta, occurrences, runs
+from .store import Conn, approvals, meta, occurrences, runs
 from .store import facts as store_facts
 from .store import sends as ledger
 
@@ -33,13 +34,15 @@ class Status:
     missed: list[dict[str, Any]]
     last_run: str | None
     paused: dict[str, datetime]  # campaign → paused since
+    approvals: list[dict[str, Any]]  # who approved which campaign, when; still current?
 
     def as_json(self) -> dict[str, Any]:
         return {"steps": _iso(self.steps), "uncertain": _iso(self.uncertain),
                 "failed": self.failed,
                 "next": _iso(self.upcoming), "missed": _iso(self.missed),
                 "last_run": self.last_run,
-                "paused": {c: at.isoformat() for c, at in self.paused.items()}}
+                "paused": {c: at.isoformat() for c, at in self.paused.items()},
+                "approvals": _iso(self.approvals)}
 
 
 def timeline(app: App, *, campaign_id: str | None = None,
@@ -87,6 +90,7 @@ def status(app: App, campaign_id: str | None = None, *, settle_dead: bool = True
         missed_rows = occurrences.missed(conn, campaign_id)
         last = meta.get(conn, "service:last_tick")
         facts = store_facts.load(conn, project)
+        held = approvals.listing(conn)
     rows = plan.timeline(project, facts, now=now, timezone=zone_name, count=_uncounted,
                          campaign_id=campaign_id)
     rows_by_step = _next_by_step(rows)
@@ -101,7 +105,13 @@ def status(app: App, campaign_id: str | None = None, *, settle_dead: bool = True
                           "state": _state(campaign, step, row, facts),
                           **{state: c.get(state, 0) for state in ledger.STATES}})
     paused = {c: at for c, at in facts.paused.items() if campaign_id in (None, c)}
-    return Status(steps, uncertain, failed, _coming(rows, now)[:10], missed_rows, last, paused)
+    signed = [{"campaign": a["campaign"], "approver": a["approver"],
+               "approved_at": a["approved_at"],
+               "current": a["files"] == fingerprint(project, project.campaigns[a["campaign"]])}
+              for a in held if a["campaign"] in project.campaigns
+              and campaign_id in (None, a["campaign"])]
+    return Status(steps, uncertain, failed, _coming(rows, now)[:10], missed_rows, last, paused,
+                  signed)
 
 
 def _coming(rows: list[Occurrence], now: datetime) -> list[dict[str, Any]]:
@@ -142,7 +152,7 @@ def _counter(conn: Conn, now: datetime) -> plan.Recipients:
         key = ONCE if occurrence == plan.PER_RECIPIENT else occurrence
         target = targeting.for_step(campaign, step, key)
         found = ledger.forecast(conn, target, now)
-        if step.after is None:
+        if step.after_step is None:
             return found.would_send
         reached = found.would_send + (0 if due_now else found.waiting)
         if reached or due_now or found.already_sent:

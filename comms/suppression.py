@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
 from ._types import email_key
+from .keys import keyed_hash
 from .responses import Kind, Response
-from .store import Conn, Store, responses, sends, suppressions
+from .store import Conn, Store, meta, responses, sends, suppressions
+
+LEGACY_KEY = "legacy:address-hash"  # the old stored key: useless without the secret key
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,13 +23,24 @@ class Suppression:
 
 
 class AddressHasher:
-    """Keyed hash of an address: kept after erasure so a re-import can be refused."""
+    """Keyed hash of an address: kept after erasure so a re-import can be refused. The key is
+    derived from the secret key, never stored beside the hashes."""
 
     def __init__(self, store: Store) -> None:
         self._key = store.secret("address-hash").encode()
+        with store.read() as conn:
+            legacy = meta.get(conn, LEGACY_KEY)
+        self._legacy = legacy.encode() if legacy else None
 
     def __call__(self, email: str) -> str:
-        return hmac.new(self._key, email_key(email).encode(), hashlib.sha256).hexdigest()
+        return keyed_hash(self._key, email_key(email))
+
+    def candidates(self, email: str) -> Iterator[str]:
+        """Every hash an erasure of ``email`` may have left: this one, and for people erased
+        while the key was kept in the store, that old hash re-keyed (see migration 0008)."""
+        yield self(email)
+        if self._legacy is not None:
+            yield keyed_hash(self._key, keyed_hash(self._legacy, email_key(email)))
 
 
 def suppress(conn: Conn, hasher: AddressHasher, emails: Iterable[str], *, reason: str,

@@ -4,7 +4,9 @@ the chase list all ask for.
 A :class:`Target` says, in plain values, who a step occurrence reaches: the campaign's audience
 narrowed by the step's roles and tags, the organiser left out of their own invitation, the
 send-time ``only_if`` conditions, the parent step and delay of an ``after`` step, the people whose
-calendars hold an event (for updates and cancellations), and whether the campaign is paused.
+calendars hold an event (for updates and cancellations), the round of pairs a pairs step goes to
+(one send per pair, the mentee's), the people a feedback step asks (those recorded as attended
+once a sign-in sheet is imported, else those who accepted), and whether the campaign is paused.
 Suppressed addresses are never reached, whatever the target says. The store compiles a target
 into one SQL selection (comms/store/targets.py), so every surface counts the same people.
 """
@@ -51,6 +53,8 @@ class Target:
     exclude: tuple[str, ...] = ()  # addresses (case-folded) never reached by this step
     holders: Holders | None = None
     people: tuple[int, ...] | None = None  # stakeholder ids (built-in notices)
+    pairs: str | None = None  # a round: one send per pair, recorded against the mentee
+    attendees_of: str | None = None  # an event: those who attended, else those who accepted
     paused: bool = False
 
     @property
@@ -74,13 +78,14 @@ def for_step(campaign: Campaign, step: Step, occurrence: str = ONCE, *, paused: 
         if step.kind == "cancel":
             holders = Holders(event=event.id, steps=calendar_steps(campaign, event))
     after = None
-    if step.after is not None:
-        after = AfterRule(step=step.after.step,
-                          delay=step.after.delta if respect_delay else None,
+    if step.after_step is not None:
+        after = AfterRule(step=step.after_step.step or "",
+                          delay=step.after_step.delta if respect_delay else None,
                           missed_before=missed_before, parents_up_to=parents_up_to)
     return Target(key=Key(campaign.id, step.id, occurrence), audience=campaign.audience,
                   only_if=step.only_if, after=after, exclude=exclude, holders=holders,
-                  paused=paused)
+                  pairs=step.pairs, paused=paused,
+                  attendees_of=step.event if step.kind == "feedback" else None)
 
 
 def for_change(campaign: Campaign, event: Event, step: Step, sequence: int, *,

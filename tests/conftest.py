@@ -22,7 +22,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import settings as hypothesis_settings
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT_PARTS = ("campaigns", "templates", "schedules", "stakeholders")
+PROJECT_PARTS = ("campaigns", "templates", "schedules", "stakeholders", "pairs")
 REQUIRE_ALL = os.environ.get("COMMS_TEST_REQUIRE_ALL") == "1"
 
 # Property tests draw the same examples on every run and keep no example database: a run can
@@ -118,6 +118,16 @@ def project_dir(tmp_path: Path) -> Path:
     return target
 
 
+def only_new_stakeholders(project_dir: Path) -> None:
+    """Empty the example's directory for a test's own people: the mentoring pairs, which
+    name the example's people, their campaign and the steering pack reporting on it go too."""
+    for old in (project_dir / "stakeholders").iterdir():
+        old.unlink()
+    shutil.rmtree(project_dir / "pairs")
+    for campaign in ("mentoring", "steering-pack"):
+        (project_dir / "campaigns" / f"{campaign}.yaml").unlink()
+
+
 def _postgres_url() -> str | None:
     return os.environ.get("COMMS_TEST_POSTGRES_URL")
 
@@ -161,6 +171,7 @@ def _postgres_schema() -> Iterator[str]:
 class Tls:
     server: ssl.SSLContext
     client: ssl.SSLContext
+    cert_file: Path  # to trust it where a default context is used (SSL_CERT_FILE)
 
 
 @pytest.fixture(scope="session")
@@ -188,4 +199,4 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server.load_cert_chain(cert_file, key_file)
     client = ssl.create_default_context(cafile=str(cert_file))
-    return Tls(server=server, client=client)
+    return Tls(server=server, client=client, cert_file=cert_file)

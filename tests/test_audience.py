@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from comms.audience import read_directory
@@ -139,3 +140,126 @@ def test_sync_deactivates_people_gone_from_a_source(store_url: str, tmp_path: Pa
                              .where(tables.stakeholders.c.email == "b@x.example")).scalar()
     assert first == "Bea"
     store.dispose()
+
+
+@pytest.mark.parametrize(("rows", "message"), [
+    ("  last_name: N\n  role: [mentor, manager]\n",
+     "people.yaml:4: [0].role: role must be one value (text, a number, a date), not a list"),
+    ("  last_name: {family: N}\n  role: mentor\n",
+     "people.yaml:3: [0].last_name: last_name must be one value (text, a number, a date), not a "
+     "mapping"),
+    ("  last_name: N\n  role: mentor\n  tags: [a, [b]]\n",
+     "people.yaml:5: [0].tags: tags must be a list of words, like [primary-care, cohort-1]"),
+    ("  last_name: N\n  role: mentor\n  phones: [1, 2]\n",
+     "people.yaml:5: [0].phones: attribute 'phones' must be one value (text, a number, a date), "
+     "not a list"),
+])
+def test_yaml_values_must_be_single_values(tmp_path: Path, rows: str, message: str) -> None:
+    path = write(tmp_path, "people.yaml", "- email: m@x.example\n  first_name: M\n" + rows)
+    assert problems(tmp_path, path) == [message]
+
+
+def test_yaml_tags_may_be_a_list(tmp_path: Path) -> None:
+    path = write(tmp_path, "people.yaml", "- email: m@x.example\n  first_name: M\n  last_name: N\n"
+                 "  role: mentor\n  tags: [Executive, 2024]\n")
+    assert read_directory([path], tmp_path).people[0].tags == ("executive", "2024")
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("a@x.example,A,One,manager,Org,Bexley,Lead," + "t;" * 6000 + "\n",
+     "people.csv:2: tags is 12,000 characters long (at most 10,000)"),
+    ('a@x.example,A,One,manager,Org,Bexley,"' + "x" * 200_000 + '",\n',
+     "people.csv:2: cannot read this row: a cell is longer than 131,072 characters (cells hold at "
+     "most 10,000): is a quote left open from here?"),
+    ("a@x.example,A,One,manager,Org,Bexley,Lead\x07,\n",
+     "people.csv:2: job_title contains the control character U+0007: delete it"),
+    ('a@x.example,A,"One,manager,Org,Bexley,Lead,\nb@x.example,B,Two,manager,,,,\n',
+     "people.csv:2: expected 8 cells, found 3 (a quote left open here? a cell runs over lines)"),
+])
+def test_csv_cells_are_bounded_and_clean(tmp_path: Path, line: str, message: str) -> None:
+    assert problems(tmp_path, write(tmp_path, "people.csv", HEADER + line)) == [message]
+
+
+def test_csv_columns_may_not_repeat(tmp_path: Path) -> None:
+    path = write(tmp_path, "people.csv", HEADER.rstrip("\n") + ",role\n")
+    assert problems(tmp_path, path) == [
+        "people.csv:1: column(s) role appear more than once: keep one of each"]
+
+
+def test_csv_in_utf16_is_read(tmp_path: Path) -> None:
+    path = write(tmp_path, "people.csv", (HEADER + "é@x.example,Zoë,N,manager,,,,\n").replace(
+        ",", "\t").encode("utf-16"))
+    directory = read_directory([path], tmp_path)
+    assert directory.problems == [] and directory.people[0].first_name == "Zoë"
+
+
+def test_fast_address_check_agrees_with_email_validator() -> None:
+    from email_validator import EmailNotValidError, validate_email
+
+    from comms._types import normalise_email
+
+    cases = ["a@x.example", "A.B@Sub.Example.COM", "x@localhost", "x@foo.invalid", "x@a..b",
+             "a..b@x.com", ".a@x.com", "ünï@x.com", "a@ünï.com", '"q q"@x.com', "a" * 65 + "@x.com",
+             "a@" + "b" * 250 + ".com", "a@x_y.com", "a@xn--bcher-kva.example", "o'neil+nmdi@x.nhs.uk"]
+    for address in cases:
+        try:
+            expected: str | None = validate_email(address, check_deliverability=False).normalized
+        except EmailNotValidError:
+            expected = None
+        try:
+            found: str | None = normalise_email(address)
+        except ValueError:
+            found = None
+        assert found == expected, address
+
+
+@pytest.mark.parametrize("excluded", [3, 50_000])
+def test_exclusions_of_any_length(store_url: str, excluded: int) -> None:
+    """More addresses than SQLite binds (32,766) or PostgreSQL (65,535) go as one parameter."""
+    store = Store(store_url)
+    people = read_directory([ROOT / "stakeholders" / "sel-directory.csv"]).people
+    sync(store, people, now=datetime(2026, 11, 1, tzinfo=UTC))
+    managers = [p.email for p in people if p.role == "manager"]
+    others = [f"someone.{i}@nowhere.example" for i in range(excluded)]
+    audience = Audience(roles=["manager"], exclude=AudienceExclude(emails=managers[:3] + others))
+    assert len(emails(store, audience)) == 77
+    audience = Audience(roles=["manager"], exclude=AudienceExclude(emails=others))
+    assert len(emails(store, audience)) == 80  # the same query shape, other values
+    store.dispose()
+
+
+# --- pre-flight over the directory: one representative of each shape -------------------------
+
+
+def test_preflight_counts_everyone_of_the_failing_shapes(project_dir: Path) -> None:
+    from comms.preflight import check
+    from comms.project import load_project
+
+    extra = "".join(f"mentor.{i}@extra.example,M{i},Extra,mentor,,,,\n" for i in range(1000))
+    (project_dir / "stakeholders" / "extra.csv").write_text(HEADER + extra, encoding="utf-8")
+    body = project_dir / "templates" / "mentors" / "call.txt.j2"
+    body.write_text(body.read_text(encoding="utf-8") + "{{ stakeholder.nickname }}\n", "utf-8")
+    found = [p.location_message() for p in check(load_project(project_dir), timezone="Europe/London",
+                                                 now=datetime(2026, 11, 1, tzinfo=UTC))]
+    assert len(found) == 1, found
+    assert "has no attribute 'nickname'" in found[0]
+    assert found[0].endswith("(and 1074 more recipients); step 'call' of "
+                             "campaigns/mentor-recruitment.yaml")
+
+
+def test_check_campaign_renders_one_campaign_and_writes_nothing(project_dir: Path) -> None:
+    from comms.preflight import check_campaign
+    from comms.project import load_project
+
+    launch = project_dir / "templates" / "awareness" / "launch.txt.j2"
+    launch.write_text(launch.read_text(encoding="utf-8") + "{{ 1 / 0 }}\n", "utf-8")
+    project = load_project(project_dir)
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    [problem] = check_campaign(project, project.campaign("nmdi-awareness"),
+                               timezone="Europe/London", now=now)
+    assert problem.location_message().startswith(
+        "templates/awareness/launch.txt.j2:24: ZeroDivisionError: division by zero (rendering for ")
+    assert check_campaign(project, project.campaign("workshops"), timezone="Europe/London",
+                          now=now) == []
+    assert sorted(p.name for p in project_dir.iterdir()) == ["campaigns", "pairs", "schedules",
+                                                             "stakeholders", "templates"]

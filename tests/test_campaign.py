@@ -146,3 +146,92 @@ def test_json_schema_covers_every_model_key() -> None:
     step = schema["$defs"]["Step"]  # type: ignore[index]
     assert {"send_at", "after", "before", "cron", "until", "now", "only_if"} <= set(step["properties"])
     assert step["additionalProperties"] is False
+
+
+@pytest.mark.parametrize(("after", "message"), [
+    ("days: 99999999999999999999999", "steps[1].after.days: at most 3,653 days (10 years): a "
+                                      "longer delay is surely a typo"),
+    ("hours: 100000", "steps[1].after.hours: at most 87,672 hours (10 years)"),
+    ("minutes: 9999999999", "steps[1].after.minutes: at most 5,260,320 minutes (10 years)"),
+    ("days: 3000, hours: 20000", "steps[1].after: the delay adds up to 3,833 days: at most 3,653 "
+                                 "(10 years)"),
+])
+def test_delays_are_bounded_to_ten_years(tmp_path: Path, after: str, message: str) -> None:
+    found = messages(write(tmp_path, GOOD.replace("days: 3}", f"{after}}}")))
+    assert len(found) == 1 and found[0].startswith(f"campaigns/demo.yaml:20: {message}"), found
+
+
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ("starts: 2027-01-14 09:30", "starts: 2027-01-14 09:30:00+01:00",
+     "campaigns/demo.yaml:9: events[0].starts: write a local time without an offset"),
+    ("send_at: 2026-12-01 09:00", "send_at: 0001-01-01 09:00",
+     "campaigns/demo.yaml:16: steps[0].send_at: the year 1 is out of range (1970-2999)"),
+    ("    organiser:", "    timezone: Mars/Base\n    organiser:",
+     "campaigns/demo.yaml:11: events[0].timezone: unknown time zone 'Mars/Base' (use an IANA "
+     "name like Europe/London)"),
+    ("template: t/launch\n    subject: Hello", "template: ../../etc/passwd\n    subject: Hello",
+     "campaigns/demo.yaml:14: steps[0].template: '../../etc/passwd' is not a template name"),
+    ("id: demo", "id: Demo Campaign", "campaigns/demo.yaml:1: id: 'Demo Campaign' is not an id"),
+    ("    organiser:", "    capacity: 100000000000000000000\n    organiser:",
+     "campaigns/demo.yaml:11: events[0].capacity: Input should be less than or equal to 1000000"),
+])
+def test_values_out_of_bounds_are_refused_at_their_line(tmp_path: Path, old: str, new: str,
+                                                        message: str) -> None:
+    found = messages(write(tmp_path, GOOD.replace(old, new)))
+    assert len(found) == 1 and found[0].startswith(message), found
+
+
+def test_cron_of_unicode_digits_is_a_located_problem(tmp_path: Path) -> None:
+    text = GOOD.replace("send_at: 2026-12-01 09:00", 'cron: "0 9 \u00b2 * *"')
+    assert references(tmp_path, text) == [
+        "campaigns/demo.yaml:16: steps[0].cron: cron '0 9 \u00b2 * *' may hold only ASCII digits, "
+        "names (mon, jan) and * , - /"]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("a: &x [*x]\n", "campaigns/demo.yaml:1: an alias refers to a value that contains it"),
+    ("a: " + "[" * 5000 + "]" * 5000 + "\n", "campaigns/demo.yaml:1: YAML syntax: nested more "
+                                             "than 64 levels deep"),
+    ("a: 1\nb: x\x00y\n", "campaigns/demo.yaml:2: control character U+0000 is not allowed"),
+    ("a:\n\tb: 1\n", "campaigns/demo.yaml:2: YAML syntax: a tab character here"),
+    ("? [a]\n: 1\n", "campaigns/demo.yaml:1: a key must be a plain name"),
+    ("x: 1\n~: 2\n", "campaigns/demo.yaml:2: the key '~' does not read as a name"),
+    ("a: 2026-13-45\n", "campaigns/demo.yaml:1: YAML syntax: cannot read this value: month must "
+                        "be in 1..12"),
+    ("- a\n- b\n", "campaigns/demo.yaml:1: expected a mapping of keys"),
+])
+def test_hostile_yaml_is_a_located_error(tmp_path: Path, text: str, message: str) -> None:
+    found = messages(write(tmp_path, text))
+    assert found and found[0].startswith(message), found
+
+
+def test_billion_laughs_is_refused_quickly_and_small(tmp_path: Path) -> None:
+    import resource
+    import time
+
+    laughs = 'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n' + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 9) + "]\n"
+        for i in range(8))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.monotonic()
+    found = messages(write(tmp_path, laughs))
+    assert time.monotonic() - started < 1
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # kB
+    assert found == ['campaigns/demo.yaml:1: aliases repeat more than 10,000 values (a "billion '
+                     'laughs" file?): write the values out, or use fewer aliases']
+
+
+def test_a_file_not_in_utf8_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "demo.yaml"
+    path.write_bytes(GOOD.replace("name: Demo Office", "name: Caf\xe9").encode("latin-1"))
+    assert messages(path) == ["campaigns/demo.yaml:3: not UTF-8: byte 0xe9 at column 47 cannot be "
+                              "read (save the file as UTF-8)"]
+
+
+def test_yaml_merge_keys_still_work(tmp_path: Path) -> None:
+    text = GOOD.replace("sender: {email: office@demo.example, name: Demo Office}",
+                        "office: &office {email: office@demo.example, name: Demo Office}\n"
+                        "sender:\n  <<: *office").replace("id: demo\n", "id: demo\n", 1)
+    found = messages(write(tmp_path, text))
+    assert found == ["campaigns/demo.yaml:3: office: unknown key (check its spelling against the "
+                     "README's key reference)"]

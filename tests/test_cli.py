@@ -17,7 +17,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> Result:
 def test_validate_example_is_clean(project_dir: Path) -> None:
     result = run("validate", "--project", str(project_dir))
     assert result.exit_code == 0, result.output
-    assert "ok: 4 campaigns, 1 schedules, 165 stakeholders" in result.output
+    assert "ok: 6 campaigns, 1 schedules, 165 stakeholders" in result.output
 
 
 def test_validate_lists_every_problem_and_exits_2(project_dir: Path) -> None:
@@ -91,14 +91,16 @@ def test_unknown_campaign_and_step_exit_2(project_dir: Path) -> None:
     result = run("send", "nope", "--project", str(project_dir))
     assert result.exit_code == 2
     assert result.output.strip() == ("error: unknown campaign 'nope' (campaigns are: "
-                                     "mentor-recruitment, nmdi-awareness, pct-leads-briefing, "
-                                     "workshops)")
+                                     "mentor-recruitment, mentoring, nmdi-awareness, "
+                                     "pct-leads-briefing, steering-pack, workshops)")
     result = run("send", "workshops", "--step", "invit", "--project", str(project_dir))
     assert result.exit_code == 2 and "unknown step 'invit' in workshops" in result.output
 
 
 def test_transport_down_is_exit_1_and_names_the_failure(project_dir: Path) -> None:
-    env = {"COMMS_TRANSPORT": "smtp", "COMMS_SMTP_HOST": "127.0.0.1", "COMMS_SMTP_PORT": "1",
+    env = {"COMMS_ALLOW_INSECURE_LINKS": "true",
+           "COMMS_SECRET_KEY": "a-test-signing-key-of-enough-length-0123456789",
+           "COMMS_TRANSPORT": "smtp", "COMMS_SMTP_HOST": "127.0.0.1", "COMMS_SMTP_PORT": "1",
            "COMMS_MAX_ATTEMPTS": "1", "COMMS_SMTP_PASSWORD": "s3cret-pass"}
     result = run("send", "pct-leads-briefing", "--step", "briefing", "--project",
                  str(project_dir), env=env)

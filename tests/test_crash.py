@@ -22,11 +22,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, need
+from tests.conftest import ROOT, need, only_new_stakeholders
 
 pytestmark = pytest.mark.slow
 
 COMMS = Path(sys.executable).parent / "comms"
+#: A local test rig: links to this machine are fine, and the key is a test key.
+TEST_RIG = {"COMMS_ALLOW_INSECURE_LINKS": "true",
+            "COMMS_SECRET_KEY": "a-test-signing-key-of-enough-length-0123456789"}
 CONCURRENCY = 8
 MANAGERS = 1200
 KILL_AFTER = 300
@@ -66,8 +69,7 @@ def managers(n: int) -> list[dict[str, str]]:
 @pytest.fixture
 def big_project(project_dir: Path) -> Path:
     """The example project with 1,200 managers as its only stakeholders and no rate limit."""
-    for old in (project_dir / "stakeholders").iterdir():
-        old.unlink()
+    only_new_stakeholders(project_dir)
     with open(project_dir / "stakeholders" / "managers.csv", "w", newline="",
               encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
@@ -111,7 +113,7 @@ def smtp_sink(tmp_path: Path) -> Iterator[Sink]:
 def sender_env(sink: Sink) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMMS_")}
     env.update(COMMS_TRANSPORT="smtp", COMMS_SMTP_HOST="127.0.0.1",
-               COMMS_SMTP_PORT=str(sink.port), COMMS_CONCURRENCY=str(CONCURRENCY))
+               COMMS_SMTP_PORT=str(sink.port), COMMS_CONCURRENCY=str(CONCURRENCY), **TEST_RIG)
     return env
 
 
@@ -120,25 +122,29 @@ def comms(project: Path, sink: Sink, *args: str) -> subprocess.CompletedProcess[
                           capture_output=True, text=True, timeout=DEADLINE)
 
 
-def send_launch(project: Path, sink: Sink, *flags: str) -> None:
-    done = comms(project, sink, "send", "nmdi-awareness", "--step", "launch", *flags)
+LAUNCH = ("nmdi-awareness", "launch")
+INTRO = ("mentoring", "intro")
+
+
+def send_launch(project: Path, sink: Sink, *flags: str, step: tuple[str, str] = LAUNCH) -> None:
+    done = comms(project, sink, "send", step[0], "--step", step[1], *flags)
     assert done.returncode == 0, done.stderr
 
 
-def uncertain(project: Path, sink: Sink) -> list[dict[str, str]]:
-    done = comms(project, sink, "status", "nmdi-awareness", "--format", "json")
+def uncertain(project: Path, sink: Sink, step: tuple[str, str] = LAUNCH) -> list[dict[str, str]]:
+    done = comms(project, sink, "status", step[0], "--format", "json")
     assert done.returncode == 0, done.stderr
-    return [u for u in json.loads(done.stdout)["uncertain"] if u["step"] == "launch"]
+    return [u for u in json.loads(done.stdout)["uncertain"] if u["step"] == step[1]]
 
 
-def kill_midway(project: Path, sink: Sink) -> int:
+def kill_midway(project: Path, sink: Sink, step: tuple[str, str] = LAUNCH) -> int:
     """Start a send, SIGKILL it once ``KILL_AFTER`` messages arrived; how many had then."""
     sender = subprocess.Popen(
-        [str(COMMS), "send", "nmdi-awareness", "--step", "launch", "--project", str(project)],
+        [str(COMMS), "send", step[0], "--step", step[1], "--project", str(project)],
         env=sender_env(sink), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + DEADLINE
     try:
-        while (arrived := sum(sink.recipients().values())) < KILL_AFTER:
+        while (arrived := sum(sink.recipients().values())) < KILL_AFTER * (1 + (step == INTRO)):
             if sender.poll() is not None:
                 pytest.fail(f"the sender ended (exit {sender.returncode}) after {arrived} "
                             f"messages, before it could be killed: {sender.communicate()[1]}")
@@ -185,3 +191,60 @@ def test_killed_sender_loses_nobody_and_repeats_only_the_uncertain(
     request.node.user_properties += [  # shown in a --junitxml report
         ("arrived_at_kill", at_kill), ("missing_after_restart", len(missing)),
         ("uncertain", len(listed)), ("received_twice", len(twice))]
+
+
+MENTORING = """id: mentoring
+name: Mentoring
+sender: {email: nmdi@sel-learning.example, name: SEL Learning Alliance}
+audience: {roles: [manager]}
+steps:
+  - id: intro
+    kind: introduce
+    pairs: cohort-1
+    template: mentoring/intro
+    subject: "NMDI mentoring: {{ mentee.first_name }}, meet {{ mentor.first_name }}"
+    now: true
+"""
+
+
+@pytest.fixture
+def paired_project(big_project: Path) -> Path:
+    """1,200 managers, each paired with a mentor of their own, and a campaign introducing
+    them."""
+    with open(big_project / "stakeholders" / "mentors.csv", "w", newline="",
+              encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows({**m, "email": m["email"].replace("manager", "mentor"),
+                          "role": "mentor", "tags": ""} for m in managers(MANAGERS))
+    (big_project / "pairs").mkdir()
+    (big_project / "pairs" / "cohort-1.csv").write_text("mentor,mentee\n" + "".join(
+        f"{m['email'].replace('manager', 'mentor')},{m['email']}\n" for m in managers(MANAGERS)),
+        encoding="utf-8")
+    (big_project / "campaigns" / "mentoring.yaml").write_text(MENTORING, encoding="utf-8")
+    return big_project
+
+
+def test_killed_introductions_go_once_per_pair_and_repeat_only_the_uncertain(
+        paired_project: Path, smtp_sink: Sink) -> None:
+    """The kill test for ``introduce``: one message per pair, to both people."""
+    pair_of = {m["email"]: m["email"].replace("manager", "mentor") for m in managers(MANAGERS)}
+    everyone = set(pair_of) | set(pair_of.values())
+
+    at_kill = kill_midway(paired_project, smtp_sink, INTRO)
+    assert at_kill < len(everyone), "every pair was introduced before the kill"
+    send_launch(paired_project, smtp_sink, step=INTRO)
+    received = smtp_sink.recipients()
+    listed = {u["email"].casefold() for u in uncertain(paired_project, smtp_sink, INTRO)}
+    assert all(received[mentee] == received[mentor] for mentee, mentor in pair_of.items())
+    missing = set(pair_of) - set(received)
+    assert missing <= listed, f"pairs lost, and not reported: {sorted(missing - listed)}"
+    assert len(listed) <= CONCURRENCY
+    assert max(received.values()) == 1
+
+    send_launch(paired_project, smtp_sink, "--resend-uncertain", step=INTRO)
+    received = smtp_sink.recipients()
+    assert set(received) == everyone
+    twice = {mentee for mentee in pair_of if received[mentee] > 1}
+    assert twice <= listed and max(received.values()) <= 2
+    assert uncertain(paired_project, smtp_sink, INTRO) == []

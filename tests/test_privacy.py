@@ -139,7 +139,7 @@ def test_logs_and_custom_args_hold_no_addresses_or_secrets(
                                for a in custom_args)
     links = re.findall(r"http://localhost:8000(/(?:rsvp|u)/[^\"<\s]+)", bodies[0])
     assert len(links) >= 4  # three answers and the unsubscribe link
-    with TestClient(create_app(app)) as client:
+    with TestClient(create_app(app), base_url=app.settings.base_url) as client:
         for link in links:
             client.get(link)
             client.post(link, data={"List-Unsubscribe": "One-Click"})

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT_PARTS = ("campaigns", "templates", "schedules", "stakeholders")
+PROJECT_PARTS = ("campaigns", "templates", "schedules", "stakeholders", "pairs")
 
 
 def setup_commands() -> list[str]:
@@ -20,8 +20,10 @@ def setup_commands() -> list[str]:
 
 def test_exactly_two_setup_commands() -> None:
     example, tests = setup_commands()
-    assert example.startswith("python3 -m venv .venv && .venv/bin/pip install -e . && ")
-    assert tests == "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/pytest"
+    assert example.startswith(
+        "python3 -m venv .venv && .venv/bin/pip install -c requirements.lock -e . && ")
+    assert tests == ("python3 -m venv .venv && .venv/bin/pip install -c requirements.lock "
+                     "-e '.[test]' && .venv/bin/pytest")
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert tests in ci
 

@@ -97,6 +97,13 @@ RSVPS = [("a1", "accepted", True, "12-02 12"), ("a1", "accepted", True, "12-02 1
          ("b4", "tentative", True, "12-03 09"), ("a3", "waitlisted", False, "12-03 12")]
 
 
+#: The store holds what SendGrid's event webhook reports (deliveries, opens, clicks): report it
+#: as sent through SendGrid with the webhook set up, and opens and clicks tracked (the project's
+#: default for campaigns without a tracking key), so that every figure is tracked.
+TRACKED = {"transport": "sendgrid", "sendgrid_webhook_insecure": True, "track_opens": True,
+           "track_clicks": True}
+
+
 def at(when: str) -> datetime:
     return datetime.strptime(f"2026-{when}", "%Y-%m-%d %H").replace(tzinfo=UTC)
 
@@ -106,7 +113,7 @@ def build(root: Path, store_url: str, clock: FakeClock) -> App:
     (root / "templates").mkdir()
     (root / "campaigns" / "reach.yaml").write_text(CAMPAIGN)
     (root / "templates" / "t.html.j2").write_text("<p>Hello</p>")
-    app = App(load_settings(root, database_url=store_url), clock=clock)
+    app = App(load_settings(root, database_url=store_url, **TRACKED), clock=clock)
     app.project.raise_errors()
     now = clock.now()
     with app.store.write() as conn:
@@ -204,12 +211,18 @@ def test_equity_names_the_groups_lagging_furthest_behind(data: dict[str, Any]) -
                     {"group": "Beta", "rate": 0.5, "gap": 0.0556}]}
 
 
-def test_events_goal_and_timeline(data: dict[str, Any]) -> None:
+def test_events_goal_and_timeline(app: App, clock: FakeClock, data: dict[str, Any]) -> None:
     section = data["campaigns"][0]
+    # 1 December: the workshop (14 January) has not happened, so no attendance yet (not 0)
     assert section["events"] == [{
         "event": "ws", "title": "Workshop", "starts": "2027-01-14T09:30:00", "capacity": 2,
         "invited": 6, "accepted": 2, "tentative": 1, "declined": 1, "waitlisted": 1,
-        "no_response": 2, "attended": 1, "fill_rate": 1.0, "attendance_rate": 0.5}]
+        "no_response": 2, "attended": None, "fill_rate": 1.0, "attendance_rate": None,
+        "attendance_note": "not held yet"}]
+    clock.current = datetime(2027, 1, 14, 9, 30, tzinfo=UTC)  # 09:30 GMT: it has begun
+    after = report(app, campaign="reach").data["campaigns"][0]
+    assert after["events"] == [{**section["events"][0], "attended": 1, "attendance_rate": 0.5,
+                                "attendance_note": None}]
     assert section["goal"] == {"metric": "accepted", "event": "ws", "target": 4, "value": 2,
                                "progress": 0.5, "remaining": 2, "met": False}
     assert section["timeline"] == [
@@ -237,20 +250,40 @@ FIGURE_KEYS = ["audience", "sent", "delivered", "bounced", "opened", "clicked", 
 
 def test_json_keys_are_stable(app: App) -> None:
     data = json.loads(report(app).render("json"))
-    assert list(data) == ["generated_at", "timezone", "by", "campaigns"]
+    assert list(data) == ["generated_at", "timezone", "by", "transport", "tracked",
+                          "not_tracked_because", "rates_over", "overview", "campaigns"]
+    assert list(data["tracked"]) == FIGURE_KEYS[:9] and all(data["tracked"].values())
+    assert data["not_tracked_because"] is None and data["rates_over"] == "delivered"
+    assert list(data["overview"]) == ["campaigns", "directory", "reached", "responded",
+                                      "reached_of_directory", "responded_of_directory",
+                                      "responded_of_reached", "boroughs", "equity", "events",
+                                      "goals", "mentoring"]
+    assert data["overview"]["mentoring"] == {"pairs": 0, "introduced": 0, "met": 0}
+    assert list(data["overview"]["boroughs"][0]) == [
+        "borough", "directory", "reached", "responded", "reached_of_directory",
+        "responded_of_directory", "share_of_directory", "share_of_reached", "share_of_responded"]
+    assert list(data["overview"]["equity"]) == list(data["campaigns"][0]["equity"])
+    assert list(data["overview"]["events"][0]) == [
+        "campaign", "event", "title", "starts", "capacity", "invited", "accepted", "waitlisted",
+        "attended", "attendance_note", "mean_feedback"]
+    assert list(data["overview"]["goals"][0]) == ["campaign", "name", "metric", "event",
+                                                  "target", "value", "progress", "remaining",
+                                                  "met"]
     assert data["generated_at"] == "2026-12-01T09:00:00+00:00"
     section = data["campaigns"][0]
-    assert list(section) == ["campaign", "name", "totals", "steps", "by", "groups", "equity",
-                             "events", "goal", "timeline"]
-    assert list(section["totals"]) == FIGURE_KEYS + ["responded_of_audience"]
-    assert list(section["steps"][0]) == ["step", "kind"] + FIGURE_KEYS
+    assert list(section) == ["campaign", "name", "tracked", "not_tracked_because", "totals",
+                             "steps", "by", "groups", "equity", "events", "goal", "timeline"]
+    assert list(section["totals"]) == FIGURE_KEYS + ["machine_opened", "machine_clicked",
+                                                     "responded_of_audience"]
+    assert list(section["steps"][0]) == ["step", "kind"] + FIGURE_KEYS + ["machine_opened",
+                                                                "machine_clicked"]
     assert list(section["groups"][0]) == ["group"] + FIGURE_KEYS + ["responded_of_audience"]
     assert list(section["equity"]) == ["groups", "lowest", "highest", "ratio", "spread",
                                        "overall", "lagging"]
     assert list(section["events"][0]) == ["event", "title", "starts", "capacity", "invited",
                                           "accepted", "tentative", "declined", "waitlisted",
                                           "no_response", "attended", "fill_rate",
-                                          "attendance_rate"]
+                                          "attendance_rate", "attendance_note"]
     assert list(section["goal"]) == ["metric", "event", "target", "value", "progress",
                                      "remaining", "met"]
     assert list(section["timeline"][0]) == ["date", "responded", "cumulative"]
@@ -263,12 +296,19 @@ def test_an_empty_store_reports_zeros_and_no_rates(tmp_path: Path, store_url: st
     (root / "templates").mkdir()
     (root / "campaigns" / "reach.yaml").write_text(CAMPAIGN)
     (root / "templates" / "t.html.j2").write_text("<p>Hello</p>")
-    app = App(load_settings(root, database_url=store_url), clock=clock)
+    app = App(load_settings(root, database_url=store_url, **TRACKED), clock=clock)
     section = report(app).data["campaigns"][0]
     assert counts(section["totals"]) == (0,) * 9 and section["totals"]["response_rate"] is None
     assert section["timeline"] == [] and section["events"][0]["fill_rate"] == 0.0
     assert section["equity"]["lowest"] is None
     assert "<svg" in report(app).render("html")
+    overview = report(app).data["overview"]
+    assert (overview["directory"], overview["reached"], overview["responded"]) == (0, 0, 0)
+    assert overview["boroughs"] == [] and overview["reached_of_directory"] is None
+    assert overview["events"][0]["attended"] is None
+    assert overview["goals"][0]["value"] == 0 and overview["goals"][0]["met"] is False
+    for fmt in ("table", "csv", "json", "html"):
+        assert report(app).render(fmt)
     app.close()
 
 
@@ -319,7 +359,10 @@ def test_chase_command_writes_csv_safe_for_excel(app: App, tmp_path: Path) -> No
 
 def test_report_csv_neutralises_formulas(app: App) -> None:
     text = report(app, campaign="reach", by="organisation").render("csv")
-    table = rows(text)
+    everything = rows(text)
+    assert [r["level"] for r in everything[:5]] == ["overview"] + ["overview borough"] * 3 + [
+        "overview event"]  # the programme overview comes first
+    table = [r for r in everything if not r["level"].startswith("overview")]
     assert [r["level"] for r in table[:3]] == ["campaign", "step", "step"]
     groups = [r["group"] for r in table if r["level"] == "organisation"]
     assert groups[:2] == ["'+Gamma PCT", "'@Beta Trust"]
@@ -352,7 +395,9 @@ def test_html_escapes_names_and_describes_every_chart(app: App) -> None:
     html = report(app, campaign="reach", by="organisation").render("html")
     assert "Reach &lt;test&gt; &amp; co" in html and "<test>" not in html
     assert html.count("<svg") == 4 and html.count("<title id=") == 4
-    assert html.count("<desc id=") == 4 and html.count("<caption>") == 4
+    # the overview's two tables (boroughs, events), then the campaign's: steps (reached, and
+    # responding), groups, responses per day, events
+    assert html.count("<desc id=") == 4 and html.count("<caption>") == 2 + 5
     assert "@media print" in html and 'name="viewport"' in html
     assert "<script" not in html and "http://" not in html.replace("http://evil.example", "")
 
@@ -362,25 +407,27 @@ def test_html_escapes_names_and_describes_every_chart(app: App) -> None:
 
 def test_reports_route_needs_the_token(tmp_path: Path, store_url: str, clock: FakeClock) -> None:
     app = build(tmp_path / "p", store_url, clock)
-    with TestClient(create_app(app)) as client:
+    with TestClient(create_app(app), base_url=app.settings.base_url) as client:
         assert client.get("/reports?token=anything").status_code == 404  # no token configured
     app.close()
-    app = App(load_settings(tmp_path / "p", database_url=store_url, report_token="s3cret-token"),
+    token = "s3cret-token-of-at-least-32-characters"
+    app = App(load_settings(tmp_path / "p", database_url=store_url, report_token=token),
               clock=clock)
-    with TestClient(create_app(app)) as client:
+    with TestClient(create_app(app), base_url=app.settings.base_url) as client:
         missing = client.get("/reports")
         assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
-        assert client.get("/reports?token=wrong").status_code == 403
+        in_url = client.get(f"/reports?token={token}")  # URLs end up in logs: never accepted
+        assert in_url.status_code == 401 and "Authorization header" in in_url.text
         assert client.get("/reports", headers={"Authorization": "Bearer wrong"}).status_code == 403
-        ok = client.get("/reports?token=s3cret-token")
+        ok = client.get("/reports", headers={"Authorization": f"Bearer {token}"})
         assert ok.status_code == 200 and ok.headers["content-type"].startswith("text/html")
         assert "Reach &lt;test&gt; &amp; co" in ok.text
         assert ok.headers["cache-control"] == "no-store"
         bearer = client.get("/reports?by=role&campaign=reach",
-                            headers={"Authorization": "Bearer s3cret-token"})
+                            headers={"Authorization": f"Bearer {token}"})
         assert bearer.status_code == 200 and "By role" in bearer.text
         assert client.get("/reports?by=nope", headers={
-            "Authorization": "Bearer s3cret-token"}).status_code == 404
+            "Authorization": f"Bearer {token}"}).status_code == 404
     app.close()
 
 

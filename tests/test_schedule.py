@@ -61,3 +61,29 @@ def test_example_schedule_loads(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parent.parent
     schedule, _ = load_schedule(root / "schedules" / "uk-working-hours.yaml")
     assert schedule == WORKING.model_copy(update={"max_per_minute": 600})
+
+
+def schedule_problems(tmp_path: Path, text: str) -> list[str]:
+    from comms import _yaml
+
+    path = tmp_path / "s.yaml"
+    path.write_text(text, encoding="utf-8")
+    try:
+        load_schedule(path, Path("schedules/s.yaml"))
+    except _yaml.ValidationErrors as exc:
+        return [e.location_message() for e in exc.errors]
+    return []
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("days: []", "schedules/s.yaml:2: days: days must name at least one day (mon, tue, wed, thu, "
+                 "fri, sat, sun); leave it out to allow every day"),
+    ("timezone: Mars/Base", "schedules/s.yaml:2: timezone: unknown time zone 'Mars/Base' (use an "
+                            "IANA name like Europe/London)"),
+    ("catch_up_hours: 1e300", "schedules/s.yaml:2: catch_up_hours: Input should be less than or "
+                              "equal to 87660"),
+    ("catch_up_hours: .nan", "schedules/s.yaml:2: catch_up_hours: Input should be a finite number"),
+    ("max_per_minute: 0", "schedules/s.yaml:2: max_per_minute: Input should be greater than 0"),
+])
+def test_bad_values_are_refused_at_their_line(tmp_path: Path, line: str, message: str) -> None:
+    assert schedule_problems(tmp_path, f"id: s\n{line}\n") == [message]

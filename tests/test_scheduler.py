@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_crash import COMMS, MANAGERS, Sink, big_project, smtp_sink  # noqa: F401
+from tests.test_crash import COMMS, MANAGERS, TEST_RIG, Sink, big_project, smtp_sink  # noqa: F401
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 HOLDS = "this process holds the scheduler"
@@ -43,7 +43,7 @@ def test_one_scheduler_all_dispatch_and_takeover(processes: int, programme: Path
                                                  postgres_url: str, smtp_sink: Sink,  # noqa: F811
                                                  tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMMS_")}
-    env.update(COMMS_TRANSPORT="smtp", COMMS_SMTP_HOST="127.0.0.1",
+    env.update(**TEST_RIG, COMMS_TRANSPORT="smtp", COMMS_SMTP_HOST="127.0.0.1",
                COMMS_SMTP_PORT=str(smtp_sink.port), COMMS_CONCURRENCY="4",
                COMMS_DATABASE_URL=postgres_url, COMMS_SERVICE_POLL_SECONDS="0.5")
     logs = [tmp_path / f"run{i}.log" for i in range(processes)]
@@ -101,7 +101,7 @@ def test_sigterm_mid_campaign_finishes_sends_under_way(programme: Path, smtp_sin
     """SQLite, one process: SIGTERM while sending → exit 0, nothing uncertain; a restart sends
     the rest, nobody twice."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMMS_")}
-    env.update(COMMS_TRANSPORT="smtp", COMMS_SMTP_HOST="127.0.0.1",
+    env.update(**TEST_RIG, COMMS_TRANSPORT="smtp", COMMS_SMTP_HOST="127.0.0.1",
                COMMS_SMTP_PORT=str(smtp_sink.port), COMMS_CONCURRENCY="4",
                COMMS_DATABASE_URL=f"sqlite:///{tmp_path / 'comms.db'}")
     command = [str(COMMS), "run", "--no-web", "--project", str(programme)]

@@ -105,7 +105,8 @@ def sends(service: Service) -> list[tuple[str, str, str, str, datetime]]:
 
 @pytest.fixture
 def programme(project_dir: Path) -> Path:
-    for name in ("nmdi-awareness", "pct-leads-briefing", "mentor-recruitment", "workshops"):
+    for name in ("nmdi-awareness", "pct-leads-briefing", "mentor-recruitment", "workshops",
+                 "mentoring", "steering-pack"):
         (project_dir / "campaigns" / f"{name}.yaml").unlink()
     (project_dir / "campaigns" / "programme.yaml").write_text(PROGRAMME, encoding="utf-8")
     (project_dir / "campaigns" / "digest.yaml").write_text(DIGEST, encoding="utf-8")

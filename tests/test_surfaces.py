@@ -161,14 +161,16 @@ def test_status_and_healthz_never_list_a_sent_once_step_as_next_due(
     from comms.web import create_app
 
     clock = FakeClock(TUESDAY)
-    app = make_app(project_dir, clock, tmp_path)
+    token = "a-report-token-of-at-least-32-characters"
+    app = App(load_settings(project_dir, database_url=f"sqlite:///{tmp_path / 'c.db'}",
+                            report_token=token), clock=clock)
     Service(app).tick()
     found = status(app)
     assert ("nmdi-awareness", "launch") not in {(u["campaign"], u["step"]) for u in found.upcoming}
     launch = next(r for r in found.steps if r["step"] == "launch")
     assert (launch["state"], launch["sent"]) == ("sent", 80)
-    with TestClient(create_app(app)) as client:
-        health = client.get("/healthz").json()
+    with TestClient(create_app(app), base_url=app.settings.base_url) as client:
+        health = client.get("/healthz", headers={"Authorization": f"Bearer {token}"}).json()
     assert ("nmdi-awareness", "launch") not in {(n["campaign"], n["step"]) for n in health["next"]}
 
 

@@ -122,7 +122,7 @@ def app(project_dir: Path, store_url: str, clock: FakeClock) -> Iterator[App]:
 
 @pytest.fixture
 def client(app: App) -> Iterator[TestClient]:
-    with TestClient(create_app(app)) as client:
+    with TestClient(create_app(app), base_url=app.settings.base_url) as client:
         yield client
 
 
@@ -227,7 +227,7 @@ def test_capacity_waitlist_and_promotion(project_dir: Path, store_url: str,
     app = make_app(project_dir, store_url, clock, capacity=2)
     first, second, third = sorted(links(app).items())[:3]
     invitations = outbox_names(app)
-    with TestClient(create_app(app)) as client:
+    with TestClient(create_app(app), base_url=app.settings.base_url) as client:
         assert heading(client.post(f"/rsvp/{first[1]['accepted']}").text) == "You are coming"
         assert heading(client.post(f"/rsvp/{second[1]['accepted']}").text) == "You are coming"
         page = client.post(f"/rsvp/{third[1]['accepted']}")
@@ -257,7 +257,7 @@ def test_a_failing_notice_neither_loses_the_answer_nor_fails_the_page(
         raise StoreError("store error: connection lost")
 
     monkeypatch.setattr(app, "notify", broken)
-    with TestClient(create_app(app)) as client:
+    with TestClient(create_app(app), base_url=app.settings.base_url) as client:
         client.post(f"/rsvp/{first[1]['accepted']}")
         page = client.post(f"/rsvp/{second[1]['accepted']}")
     assert page.status_code == 200
@@ -410,7 +410,7 @@ def test_inbound_refuses_oversize_and_missing_field(project_dir: Path, store_url
     app = make_app(project_dir, store_url, clock, inbound_max_bytes=4000)
     person = sorted(links(app))[0]
     before = counts(app)
-    with TestClient(create_app(app)) as client:
+    with TestClient(create_app(app), base_url=app.settings.base_url) as client:
         padded = outlook_reply(person).replace(b"Content-Type: text/plain; charset=\"us-ascii\"\r\n\r\n",
                                                b"Content-Type: text/plain\r\n\r\n" + b"x" * 5000)
         assert parse_post(client, padded).status_code == 413
@@ -434,8 +434,12 @@ def test_inbound_refuses_oversize_and_missing_field(project_dir: Path, store_url
 # --- the rest -----------------------------------------------------------------------------------
 
 
-def test_healthz_and_unknown_pages(client: TestClient) -> None:
-    health = client.get("/healthz").json()
+def test_healthz_and_unknown_pages(project_dir: Path, store_url: str, clock: FakeClock) -> None:
+    token = "a-report-token-of-at-least-32-characters"
+    app = make_app(project_dir, store_url, clock, report_token=token)
+    client = TestClient(create_app(app), base_url=app.settings.base_url)
+    assert set(client.get("/healthz").json()) == {"status", "version"}  # public: says nothing
+    health = client.get("/healthz", headers={"Authorization": f"Bearer {token}"}).json()
     assert health["status"] == "ok" and health["last_run"] is None
     # The clock stands at 2026-12-01 09:00 and nothing has run: briefing and launch are due now.
     due_now = {n["step"] for n in health["next"] if n["due"] == "2026-12-01T09:00:00+00:00"}
@@ -444,6 +448,7 @@ def test_healthz_and_unknown_pages(client: TestClient) -> None:
     assert missing.status_code == 404
     assert heading(missing.text) == "Page not found"
     assert client.put("/rsvp/abc").status_code == 405
+    app.close()
 
 
 def test_logs_carry_no_addresses_or_tokens(app: App, client: TestClient,

@@ -28,6 +28,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    true,
     union_all,
 )
 
@@ -99,7 +100,7 @@ def _fill(conn: Connection, campaigns: Sequence[Campaign]) -> None:
     s, r = tables.sends, tables.responses
     ids = [c.id for c in campaigns]
     bits = case(_KIND_BITS, value=r.c.kind, else_=0)
-    counted = ~and_(r.c.kind == Kind.OPENED, r.c.machine.is_(True))  # privacy pre-fetches
+    counted = r.c.machine.is_(False)  # people, not pre-fetches or scanners (machine_counts)
     each = select(r.c.send_id, bits.label("k"), r.c.occurred_at).where(
         r.c.kind.in_(list(_KIND_BITS)), r.c.send_id.is_not(None), counted).subquery("each")
     # ix_responses_send covers (send_id, kind, machine, occurred_at): read in send order, no sort
@@ -158,6 +159,26 @@ def _attributed_step(campaigns: Sequence[Campaign]) -> Any:
 
 def _sums(table: Table) -> list[Any]:
     return [func.coalesce(func.sum(table.c[f]), 0).label(f) for f in FLAGS]
+
+
+def machine_counts(conn: Connection, campaign: Campaign) -> dict[str | None, dict[str, int]]:
+    """Per step of the campaign (and None: the campaign), how many people's messages were
+    opened or clicked by machines (pre-fetches, scanners): shown beside the people's figures."""
+    s, r = tables.sends, tables.responses
+    kinds = {"machine_opened": Kind.OPENED, "machine_clicked": Kind.CLICKED}
+    machine = select(s.c.step, s.c.stakeholder_id, r.c.kind).join(r, r.c.send_id == s.c.id).where(
+        s.c.campaign == campaign.id, r.c.machine.is_(True),
+        r.c.kind.in_([str(k) for k in kinds.values()])).distinct().subquery("machine")
+    out: dict[str | None, dict[str, int]] = {}
+    for step, kind, people in conn.execute(
+            select(machine.c.step, machine.c.kind, func.count()).group_by(machine.c.step,
+                                                                        machine.c.kind)):
+        out.setdefault(step, dict.fromkeys(kinds, 0))[f"machine_{kind}"] = people
+    for kind in kinds.values():
+        people = conn.execute(select(func.count(func.distinct(machine.c.stakeholder_id)))
+                              .where(machine.c.kind == str(kind))).scalar_one()
+        out.setdefault(None, dict.fromkeys(kinds, 0))[f"machine_{kind}"] = people
+    return out
 
 
 def step_counts(conn: Connection) -> dict[tuple[str, str], dict[str, int]]:
@@ -234,6 +255,27 @@ def goal_value(conn: Connection, campaign: Campaign) -> int | None:
     pc = person_campaign
     return int(conn.execute(select(func.count()).where(
         pc.c.campaign == campaign.id, pc.c[goal.metric] == 1)).scalar_one())
+
+
+def programme_counts(conn: Connection) -> dict[str | None, dict[str, int]]:
+    """Per borough, across every campaign in the scratch tables: ``directory`` (the people in
+    the directory, and anyone no longer in it who was reached or responded), ``reached`` (sent
+    at least one message), ``responded`` (any human response): each person counted once."""
+    st, pc = tables.stakeholders, person_campaign
+    person = select(pc.c.stakeholder_id, func.max(pc.c.sent).label("reached"),
+                    func.max(pc.c.responded).label("responded")
+                    ).group_by(pc.c.stakeholder_id).subquery("person")
+    reached, responded = func.coalesce(person.c.reached, 0), func.coalesce(person.c.responded, 0)
+    rows = conn.execute(
+        select(st.c.borough.label("grp"), func.count().label("directory"),
+               func.coalesce(func.sum(reached), 0).label("reached"),
+               func.coalesce(func.sum(responded), 0).label("responded"))
+        .select_from(st.outerjoin(person, person.c.stakeholder_id == st.c.id))
+        .where(or_(st.c.active == true(), reached == 1, responded == 1))
+        .group_by(st.c.borough).order_by(st.c.borough))
+    return {(row.grp or None): {k: int(row._mapping[k]) for k in ("directory", "reached",
+                                                                   "responded")}
+            for row in rows}
 
 
 def event_counts(conn: Connection, campaign: Campaign, event_id: str,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,19 +12,21 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from ..errors import StoreError
+from ..keys import Keys
 
 Conn = Connection  # what the store's transactions hand out, named for modules outside the store
-HEAD = "0007"  # the newest migration; tests check it against migrations/versions
+HEAD = "0011"  # the newest migration; tests check it against migrations/versions
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 class Store:
     """Owns the engine; ``write()`` and ``read()`` hand out connections in a transaction."""
 
-    def __init__(self, url: str, *, migrate: bool = True) -> None:
+    def __init__(self, url: str, *, migrate: bool = True, keys: Keys | None = None) -> None:
         self.url = url
-        self._secrets: dict[str, str] = {}
+        self.keys = keys or Keys.ephemeral()
         try:
+            _private(url)
             self.engine = _engine(url)
             if migrate:
                 self.migrate()
@@ -91,21 +93,13 @@ class Store:
                 if _version_in(conn) == HEAD:
                     return
                 config.attributes["connection"] = conn
+                config.attributes["keys"] = self.keys  # for migrations that re-key data
                 command.upgrade(config, "head")
 
     def secret(self, name: str) -> str:
-        """A random secret kept in the store, made on first use (token signing, address hashing).
-
-        Call it outside any open transaction (it opens its own).
-        """
-        if name in self._secrets:
-            return self._secrets[name]
-        from . import meta
-
-        with self.write() as conn:  # processes starting together: one wins, all read it back
-            value = meta.put_if_absent(conn, f"secret:{name}", secrets.token_urlsafe(32))
-        self._secrets[name] = value
-        return value
+        """A key for one purpose (address hashing), derived from the secret key this store was
+        opened with: nothing of it is stored in the database."""
+        return self.keys.derived(name).hex()
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -162,6 +156,24 @@ def _begin_by_mode(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "write" else "BEGIN")
         elif mode == "read":
             conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+
+
+def _private(url: str) -> None:
+    """A SQLite store's files readable by their owner only: the database is made mode 600
+    before SQLite opens it (its -wal and -shm take the database's mode), older ones chmod-ed."""
+    if not url.startswith("sqlite:///"):
+        return
+    database = url.removeprefix("sqlite:///").partition("?")[0]
+    if not database or database == ":memory:":
+        return
+    try:
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT, 0o600))  # an empty file is a new db
+    except OSError:
+        return  # SQLite names the problem when it opens it
+    for suffix in ("", "-wal", "-shm"):
+        path = Path(database + suffix)
+        if path.exists():
+            path.chmod(0o600)
 
 
 def _safe(url: str) -> str:

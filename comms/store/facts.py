@@ -14,9 +14,9 @@ def load(conn: Connection, project: Project) -> Facts:
     parents = {}
     for campaign in project.campaigns.values():
         for step in campaign.steps:
-            if step.after is not None:
+            if step.after_step is not None:
                 parents[(campaign.id, step.id)] = Parents(
-                    *sends.after_parents(conn, campaign.id, step.id, step.after.step))
+                    *sends.after_parents(conn, campaign.id, step.id, step.after_step.step or ""))
     return Facts(
         first_seen={c: first for c, (first, _) in states.items()},
         paused={c: paused for c, (_, paused) in states.items() if paused is not None},

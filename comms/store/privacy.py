@@ -4,10 +4,12 @@ their erasure, with the database compacted so that deleted content is gone from 
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
-from sqlalchemy import Connection, and_, delete, func, select, text
+from sqlalchemy import Connection, and_, delete, func, or_, select, text, update
 
 from . import Store, tables
 
@@ -53,7 +55,22 @@ def erase(conn: Connection, key: str) -> tuple[int, list[str]]:
     conn.execute(delete(r).where(and_(r.c.stakeholder_id.is_(None), r.c.send_id.is_(None),
                                       func.lower(r.c.raw).contains(key))))
     deleted = conn.execute(delete(st).where(st.c.email == key)).rowcount or 0
+    _scrub(conn, key)
     return deleted, uids
+
+
+def _scrub(conn: Connection, key: str) -> None:
+    """The address taken out of what other people's stored responses say (a provider event or a
+    reply that mentions it), as written or percent-encoded (a link's query)."""
+    r = tables.responses
+    forms = sorted({key, quote(key, safe=""), quote(key, safe="@")}, key=len, reverse=True)
+    mentions = or_(*(func.lower(column).contains(form.lower())
+                     for column in (r.c.raw, r.c.detail) for form in forms))
+    pattern = re.compile("|".join(re.escape(form) for form in forms), re.IGNORECASE)
+    for row in conn.execute(select(r.c.id, r.c.raw, r.c.detail).where(mentions)).all():
+        conn.execute(update(r).where(r.c.id == row.id).values(
+            raw=pattern.sub("[erased]", row.raw) if row.raw else row.raw,
+            detail=pattern.sub("[erased]", row.detail) if row.detail else row.detail))
 
 
 def compact(store: Store) -> None:

@@ -12,7 +12,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, func, select
+from sqlalchemy import Connection, Dialect, bindparam, func, select, update
 
 from ..responses import Kind, Response
 from . import tables
@@ -20,7 +20,7 @@ from .upsert import dialect_insert
 
 r = tables.responses
 _KEYS = ("send_id", "stakeholder_id", "campaign", "step", "event", "kind", "detail", "machine",
-         "provider_event_id", "occurred_at", "received_at", "raw")
+         "machine_reason", "provider_event_id", "occurred_at", "received_at", "raw")
 
 
 def insert(conn: Connection, responses: Sequence[Response], *, received_at: datetime) -> None:
@@ -67,6 +67,25 @@ def stored_event_ids(conn: Connection, event_ids: Sequence[str]) -> set[str]:
         return set()
     return set(conn.execute(select(r.c.provider_event_id).where(
         r.c.provider_event_id.in_(sorted(set(event_ids))))).scalars())
+
+
+def clicks_of(conn: Connection, send_ids: Sequence[int]) -> list[tuple[int, int, datetime,
+                                                                       str, str]]:
+    """(send id, row id, time, URL, payload) of every click stored for these sends."""
+    if not send_ids:
+        return []
+    return [tuple(row) for row in conn.execute(  # type: ignore[misc]
+        select(r.c.send_id, r.c.id, r.c.occurred_at, r.c.detail, r.c.raw)
+        .where(r.c.send_id.in_(sorted(set(send_ids))), r.c.kind == Kind.CLICKED))]
+
+
+def set_machine(conn: Connection, reasons: dict[int, str | None]) -> None:
+    """Mark response rows as a machine's (with the reason) or a person's (None)."""
+    if reasons:
+        conn.execute(update(r).where(r.c.id == bindparam("b_id")).values(
+            machine=bindparam("b_machine"), machine_reason=bindparam("b_reason")),
+            [{"b_id": i, "b_machine": why is not None, "b_reason": why}
+             for i, why in reasons.items()])
 
 
 def has(conn: Connection, send_id: int, kind: Kind) -> bool:

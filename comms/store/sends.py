@@ -124,6 +124,14 @@ def would_send(conn: Connection, target: Target, now: datetime) -> Any:
                         .where(chosen.c.state == "pending").order_by(st.c.id)).mappings()
 
 
+def people_sent(conn: Connection, campaign: str, steps: Sequence[str]) -> int:
+    """How many people were sent any of these steps."""
+    if not steps:
+        return 0
+    return conn.execute(select(func.count(func.distinct(s.c.stakeholder_id))).where(
+        s.c.campaign == campaign, s.c.step.in_(steps), s.c.status == "sent")).scalar_one()
+
+
 def any_sent(conn: Connection, campaign: str, steps: Sequence[str]) -> bool:
     return conn.execute(select(s.c.id).where(s.c.campaign == campaign, s.c.step.in_(steps),
                                              s.c.status == "sent").limit(1)).first() is not None
@@ -160,7 +168,7 @@ def mark_suppressed(conn: Connection, key: Key) -> int:
 
 # The statements of the sending loop, built once: per call only their parameters change.
 _CLAIM_SELECT = (
-    select(s.c.id, s.c.uid, st).join(st, st.c.id == s.c.stakeholder_id)
+    select(s.c.id, s.c.uid, s.c.stakeholder_id, st).join(st, st.c.id == s.c.stakeholder_id)
     .where(s.c.campaign == bindparam("campaign"), s.c.step == bindparam("step"),
            s.c.occurrence == bindparam("occurrence"), s.c.status == "pending")
     .order_by(s.c.id).limit(bindparam("limit", type_=Integer))

@@ -61,7 +61,7 @@ def sync(store: Store, people: Sequence[Stakeholder], *, now: datetime,
         rows = []
         for person in people:
             by_source[person.source].add(person.key)
-            if forgotten and hasher(person.email) in forgotten:
+            if forgotten and not forgotten.isdisjoint(hasher.candidates(person.email)):
                 result.forgotten.append(person)
                 continue
             rows.append(to_row(person) | {"active": True, "updated_at": now})
@@ -104,8 +104,8 @@ def ids_by_email(conn: Connection, emails: Sequence[str]) -> dict[str, int]:
     s = tables.stakeholders
     found: dict[str, int] = {}
     for i in range(0, len(emails), _BATCH):
-        found.update(conn.execute(select(s.c.email, s.c.id).where(
-            s.c.email.in_(emails[i:i + _BATCH]))).tuples().all())
+        found.update((row.email, row.id) for row in conn.execute(select(s.c.email, s.c.id).where(
+            s.c.email.in_(emails[i:i + _BATCH]))))
     return found
 
 

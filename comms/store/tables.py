@@ -144,6 +144,7 @@ responses = Table(
     Column("kind", String(32), nullable=False),
     Column("detail", Text),
     Column("machine", Boolean, nullable=False, server_default="0"),
+    Column("machine_reason", String(64)),  # why: sg_machine_open, a scanner's click, …
     Column("provider_event_id", String(200), unique=True),
     Column("occurred_at", UtcDateTime(), nullable=False),
     Column("received_at", UtcDateTime(), nullable=False),
@@ -220,4 +221,43 @@ occurrences = Table(
     Column("reason", Text),
     Column("processed_at", UtcDateTime()),
     UniqueConstraint("campaign", "step", "occurrence", name="uq_occurrences_key"),
+)
+
+pairs = Table(
+    "pairs", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("round", String(64), nullable=False),  # pairs/ROUND.csv
+    Column("mentee_id", Integer, ForeignKey("stakeholders.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("mentor_id", Integer, ForeignKey("stakeholders.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("note", Text, nullable=False, server_default=""),
+    Column("active", Boolean, nullable=False, server_default="1"),  # still in the file
+    Column("answer", String(16)),  # a check-in's answer: met | not_yet
+    Column("answered_at", UtcDateTime()),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    UniqueConstraint("round", "mentee_id", name="uq_pairs_key"),  # one mentor per round
+)
+Index("ix_pairs_mentor", pairs.c.mentor_id)
+
+feedback = Table(
+    "feedback", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("campaign", String(64), nullable=False),
+    Column("event", String(64), nullable=False),
+    Column("stakeholder_id", Integer, ForeignKey("stakeholders.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("rating", Integer, nullable=False),  # 1-5
+    Column("comment", Text, nullable=False, server_default=""),
+    Column("answered_at", UtcDateTime(), nullable=False),  # earlier answers: in responses
+    UniqueConstraint("campaign", "event", "stakeholder_id", name="uq_feedback_key"),
+)
+Index("ix_feedback_stakeholder", feedback.c.stakeholder_id)
+
+approvals = Table(
+    "approvals", metadata,
+    Column("campaign", String(64), primary_key=True),
+    Column("approver", String(320), nullable=False),
+    Column("approved_at", UtcDateTime(), nullable=False),
+    Column("files", Text, nullable=False),  # JSON: path → SHA-256 of what was approved
 )

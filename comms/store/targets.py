@@ -9,13 +9,32 @@ not passed, ``missed`` beyond catch-up, ``skipped`` by a condition, ``suppressed
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, false, func, literal, not_, select, true
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Select,
+    String,
+    and_,
+    bindparam,
+    case,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from .._types import email_key
-from ..campaign import Audience, OnlyIf
+from ..campaign import Audience
 from ..conditions import Condition, given
 from . import tables
 
@@ -35,11 +54,15 @@ def reach(target: Target) -> ColumnElement[bool]:
         conds.append(st.c.id.in_(target.people) if target.people else false())
     for _, condition, value in given(target.only_if):
         if not condition.send_time:
-            conds.append(_compile(target.campaign, target.only_if, condition, value))
+            conds.append(_compile(target, condition, value))
     if target.exclude:
         conds.append(st.c.email.not_in(target.exclude))
     if target.holders is not None:
         conds.append(_holders(target))
+    if target.pairs is not None:
+        conds.append(_paired(target.pairs))
+    if target.attendees_of is not None:
+        conds.append(_attendees(target.campaign, target.attendees_of))
     return and_(*conds)
 
 
@@ -63,6 +86,8 @@ def selection(target: Target, now: Any) -> Select[Any]:
     if condition is not None:
         whens.append((~condition, literal("skipped")))
     whens.append((suppressed(), literal("suppressed")))
+    if target.pairs is not None:
+        whens.append((_mentor_suppressed(target.pairs), literal("suppressed")))
     state = case(*whens, else_=literal("pending")).label("state")
     unsent = ~select(s.c.id).where(target.key.where(), s.c.stakeholder_id == st.c.id).exists()
     where = and_(reach(target), unsent, false() if target.paused else true())
@@ -71,7 +96,7 @@ def selection(target: Target, now: Any) -> Select[Any]:
 
 def send_time(target: Target) -> ColumnElement[bool] | None:
     """The target's conditions checked at the moment of sending (None: there are none)."""
-    parts = [_compile(target.campaign, target.only_if, condition, value)
+    parts = [_compile(target, condition, value)
              for _, condition, value in given(target.only_if) if condition.send_time]
     return and_(*parts) if parts else None
 
@@ -91,46 +116,78 @@ def audience(spec: Audience) -> ColumnElement[bool]:
     excluded = _any_of(ex.roles, ex.boroughs, ex.organisations)
     excluded += [_tagged(t) for t in ex.tags]
     if ex.emails:
-        excluded.append(st.c.email.in_([email_key(e) for e in ex.emails]))
+        excluded.append(_in_list(st.c.email, [email_key(e) for e in ex.emails]))
     conds += [not_(c) for c in excluded]
     return and_(true(), *conds)
+
+
+SMALL_LIST = 100  # longer lists go to the database as one JSON parameter, not one per value
+
+
+def _in_list(column: ColumnElement[Any], values: list[str]) -> ColumnElement[bool]:
+    """``column IN values`` for a list of any length: short lists bind one parameter per value;
+    long ones (550,000 excluded addresses) one JSON parameter, which databases cap nowhere."""
+    if len(values) <= SMALL_LIST:
+        return column.in_(values)
+    return InJsonArray(column, json.dumps(values))
+
+
+class InJsonArray(ColumnElement[bool]):
+    """``column IN (the strings of a JSON array)``, the array bound as one parameter."""
+
+    inherit_cache = True
+    type = Boolean()
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement),
+                           ("array", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, column: ColumnElement[Any], array: str) -> None:
+        self.column = column
+        self.array = bindparam(None, array, type_=String(), unique=True)
+
+
+@compiles(InJsonArray)
+def _in_json_sqlite(element: InJsonArray, compiler: SQLCompiler, **kw: Any) -> str:
+    return (f"{compiler.process(element.column, **kw)} IN (SELECT value FROM "
+            f"json_each({compiler.process(element.array, **kw)}))")
+
+
+@compiles(InJsonArray, "postgresql")
+def _in_json_postgresql(element: InJsonArray, compiler: SQLCompiler, **kw: Any) -> str:
+    return (f"{compiler.process(element.column, **kw)} IN (SELECT json_array_elements_text("
+            f"CAST({compiler.process(element.array, **kw)} AS json)))")
 
 
 # --- the compilers, one per kind of condition (comms/conditions.py) ---------------------------
 
 
-def _compile(campaign: str, only_if: OnlyIf | None, condition: Condition,
-             value: Any) -> ColumnElement[bool]:
-    return _COMPILERS[condition.test](campaign, only_if, condition, value)
+def _compile(target: Target, condition: Condition, value: Any) -> ColumnElement[bool]:
+    return _COMPILERS[condition.test](target, condition, value)
 
 
-def _rsvp(campaign: str, only_if: OnlyIf | None, condition: Condition,
-          value: Any) -> ColumnElement[bool]:
+def _rsvp(target: Target, condition: Condition, value: Any) -> ColumnElement[bool]:
     r = tables.rsvps
-    event = only_if.event if only_if is not None else None
-    answered = select(r.c.id).where(r.c.stakeholder_id == st.c.id, r.c.campaign == campaign,
-                                    r.c.event == event)
+    event = target.only_if.event if target.only_if is not None else None
+    answered = select(r.c.id).where(r.c.stakeholder_id == st.c.id,
+                                    r.c.campaign == target.campaign, r.c.event == event)
     if value == "none":
         return ~answered.exists()
     return answered.where(r.c.status == value).exists()
 
 
-def _rsvp_event(campaign: str, only_if: OnlyIf | None, condition: Condition,
-                value: Any) -> ColumnElement[bool]:
+def _rsvp_event(target: Target, condition: Condition, value: Any) -> ColumnElement[bool]:
     return true()  # the event an ``rsvp`` condition is about: no test of its own
 
 
-def _attendance(campaign: str, only_if: OnlyIf | None, condition: Condition,
-                value: Any) -> ColumnElement[bool]:
+def _attendance(target: Target, condition: Condition, value: Any) -> ColumnElement[bool]:
     a = tables.attendance
-    came = select(a.c.id).where(a.c.stakeholder_id == st.c.id, a.c.campaign == campaign,
-                                a.c.event == value).exists()
+    came = select(a.c.id).where(a.c.stakeholder_id == st.c.id,
+                                a.c.campaign == target.campaign, a.c.event == value).exists()
     return came if condition.wanted else not_(came)
 
 
-def _response(campaign: str, only_if: OnlyIf | None, condition: Condition,
-              value: Any) -> ColumnElement[bool]:
+def _response(target: Target, condition: Condition, value: Any) -> ColumnElement[bool]:
     resp = tables.responses
+    campaign = target.campaign
     of_step = select(s.c.id).where(s.c.campaign == campaign, s.c.step == value,
                                    s.c.stakeholder_id == st.c.id)
     found = select(resp.c.id).where(
@@ -141,18 +198,27 @@ def _response(campaign: str, only_if: OnlyIf | None, condition: Condition,
     return found if condition.wanted else not_(found)
 
 
-def _roles(campaign: str, only_if: OnlyIf | None, condition: Condition,
-           value: Any) -> ColumnElement[bool]:
+def _roles(target: Target, condition: Condition, value: Any) -> ColumnElement[bool]:
     return st.c.role.in_([role.lower() for role in value])
 
 
-def _tags(campaign: str, only_if: OnlyIf | None, condition: Condition,
-          value: Any) -> ColumnElement[bool]:
+def _tags(target: Target, condition: Condition, value: Any) -> ColumnElement[bool]:
     return and_(true(), *(_tagged(t) for t in value))
 
 
+def _pair(target: Target, condition: Condition, value: Any) -> ColumnElement[bool]:
+    answer = select(tables.pairs.c.answer).where(tables.pairs.c.round == target.pairs,
+                                                 tables.pairs.c.mentee_id == st.c.id)
+    answered = {"met": ["met"], "not_yet": ["not_yet"]}
+    if value in answered:
+        return answer.where(tables.pairs.c.answer.in_(answered[value])).exists()
+    if value == "not_met":
+        return ~answer.where(tables.pairs.c.answer == "met").exists()
+    return ~answer.where(tables.pairs.c.answer.is_not(None)).exists()  # no_answer
+
+
 _COMPILERS = {"rsvp": _rsvp, "rsvp_event": _rsvp_event, "attendance": _attendance,
-              "response": _response, "roles": _roles, "tags": _tags}
+              "response": _response, "pair": _pair, "roles": _roles, "tags": _tags}
 
 
 # --- pieces -----------------------------------------------------------------------------------
@@ -180,6 +246,34 @@ def _holders(target: Target) -> ColumnElement[bool]:
     if h.below is not None:
         conds.append(~sent.where(s.c.sequence >= h.below).exists())
     return and_(*conds)
+
+
+def _attendees(campaign: str, event: str) -> ColumnElement[bool]:
+    """Recorded as attended, once any attendance of the event is recorded; else accepted."""
+    a, r = tables.attendance, tables.rsvps
+    sheet = select(a.c.id).where(a.c.campaign == campaign, a.c.event == event)
+    came = sheet.where(a.c.stakeholder_id == st.c.id).exists()
+    accepted = select(r.c.id).where(r.c.campaign == campaign, r.c.event == event,
+                                    r.c.stakeholder_id == st.c.id,
+                                    r.c.status == "accepted").exists()
+    return or_(and_(sheet.exists(), came), and_(~sheet.exists(), accepted))
+
+
+def _paired(round_id: str) -> ColumnElement[bool]:
+    """A pairs step reaches the mentee of each active pair of the round whose mentor is
+    active too (the send is recorded against the mentee: one per pair)."""
+    p, mentor = tables.pairs, tables.stakeholders.alias("mentor")
+    return select(p.c.id).join(mentor, mentor.c.id == p.c.mentor_id).where(
+        p.c.round == round_id, p.c.mentee_id == st.c.id, p.c.active,
+        mentor.c.active == true()).exists()
+
+
+def _mentor_suppressed(round_id: str) -> ColumnElement[bool]:
+    """The mentor of the person's pair is on the suppression list: the pair is skipped."""
+    p, mentor, sup = tables.pairs, tables.stakeholders.alias("mentor"), tables.suppressions
+    return select(p.c.id).join(mentor, mentor.c.id == p.c.mentor_id).join(
+        sup, sup.c.email == mentor.c.email).where(p.c.round == round_id,
+                                                  p.c.mentee_id == st.c.id).exists()
 
 
 def _tagged(tag: str) -> ColumnElement[bool]:

@@ -16,9 +16,10 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..responses import DELIVERY_RANK, Response, later
+from ..responses import DELIVERY_RANK, Kind, Response, later
 from ..store import Conn, Store, responses, sends, suppressions
 from ..suppression import AddressHasher, suppress
+from .machines import Click, classify
 from .providers import Batch, ProviderEvent
 
 log = logging.getLogger(__name__)
@@ -44,9 +45,12 @@ class IngestResult:
     suppressed: int = 0  # addresses handed to the suppression list (already there or not)
 
 
-def ingest(store: Store, batch: Batch, *, now: datetime, hasher: AddressHasher) -> IngestResult:
+def ingest(store: Store, batch: Batch, *, now: datetime, hasher: AddressHasher,
+           machine_click_seconds: float = 10.0, honeypot: str | None = None) -> IngestResult:
     """Record a parsed batch in one write transaction (:class:`StoreError` if the store fails:
-    then nothing is recorded and the provider should retry)."""
+    then nothing is recorded and the provider should retry). The clicks of every message the
+    batch reports a click for are classified again, human or machine (comms/tracking/machines.py:
+    ``machine_click_seconds`` after delivery, the ``honeypot`` URL prefix)."""
     with _SQLITE_TURNS if store.dialect == "sqlite" else nullcontext(), store.write() as conn:
         held = sends.lock_by_uid(conn, {e.send_uid for e in batch.events})
         matched = {e.event_id: e for e in batch.events if e.send_uid in held}  # one per event id
@@ -54,6 +58,9 @@ def ingest(store: Store, batch: Batch, *, now: datetime, hasher: AddressHasher) 
         responses.insert(conn, [_response(e, held[e.send_uid]) for e in matched.values()],
                          received_at=now)
         updated = _settle(conn, matched.values(), held)
+        _classify(conn, {held[e.send_uid].id for e in matched.values()
+                         if e.kind in (Kind.CLICKED, Kind.DELIVERED)},
+                  within=machine_click_seconds, honeypot=honeypot)
         reasons = _strongest((held[e.send_uid].email, e.suppress) for e in matched.values()
                              if e.event_id in new and e.suppress)
         _suppress(conn, hasher, reasons, now, source=batch.provider)
@@ -73,7 +80,8 @@ def ingest(store: Store, batch: Batch, *, now: datetime, hasher: AddressHasher) 
 def _response(event: ProviderEvent, send: sends.Delivery) -> Response:
     return Response(kind=event.kind, occurred_at=event.occurred_at, send_id=send.id,
                     stakeholder_id=send.stakeholder_id, campaign=send.campaign, step=send.step,
-                    detail=event.detail, machine=event.machine, provider_event_id=event.event_id,
+                    detail=event.detail, machine=event.machine,
+                    machine_reason=event.machine_reason, provider_event_id=event.event_id,
                     raw=event.raw)
 
 
@@ -103,6 +111,22 @@ def _settle(conn: Conn, events: Iterable[ProviderEvent], held: dict[str, sends.D
     sends.set_delivery(conn, changes)
     sends.settle_sent(conn, uncertain)
     return len({c[0] for c in changes} | set(uncertain))
+
+
+def _classify(conn: Conn, send_ids: set[int], *, within: float, honeypot: str | None) -> None:
+    """Each click of these sends marked a person's or a machine's, with the reason."""
+    if not send_ids:
+        return
+    delivered = {send_id: at for send_id, _, at in
+                 responses.delivery_events(conn, sorted(send_ids), (Kind.DELIVERED,))}
+    by_send: dict[int, list[Click]] = {}
+    for send_id, row_id, at, url, raw in responses.clicks_of(conn, sorted(send_ids)):
+        by_send.setdefault(send_id, []).append(Click(row_id, at, url or "", raw or ""))
+    reasons: dict[int, str | None] = {}
+    for send_id, clicks in by_send.items():
+        reasons.update(classify(clicks, delivered_at=delivered.get(send_id), within=within,
+                                honeypot=honeypot))
+    responses.set_machine(conn, reasons)
 
 
 def _strongest(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:

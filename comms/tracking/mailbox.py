@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import CommsError, ConfigError
+from ..safety import imap_problems
 from .inbound import InboundResult, answered_at, process_message
 from .rsvp import Rsvps
 
@@ -120,9 +121,17 @@ def poll_imap(rsvps: Rsvps, settings: Settings) -> InboundResult:
     if not settings.imap_username or not password:
         raise ConfigError("IMAP needs a login: set COMMS_IMAP_USERNAME and COMMS_IMAP_PASSWORD",
                           key="imap_username")
+    for problem in imap_problems(settings):
+        raise problem  # before connecting: a cleartext login is refused, not attempted
     where = f"IMAP {settings.imap_host}:{settings.imap_port}"
     result = InboundResult()
     conn = _connect(settings.imap_host, settings.imap_port, tls=settings.imap_ssl, where=where)
+    if settings.imap_starttls and not settings.imap_ssl:
+        try:
+            conn.starttls(ssl_context=ssl.create_default_context())
+        except (imaplib.IMAP4.error, OSError) as exc:
+            _logout(conn)
+            raise CommsError(f"{where}: STARTTLS failed: {_reason(exc)}") from None
     try:
         try:
             conn.login(settings.imap_username, password)

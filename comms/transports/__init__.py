@@ -25,10 +25,12 @@ def make_transport(settings: Settings) -> Transport:
         return OutboxTransport(settings.resolved_outbox_dir)
     if settings.transport == "smtp":
         password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+        starttls = settings.smtp_starttls or (settings.smtp_port == 587 and not settings.smtp_ssl)
         return SmtpTransport(
             settings.smtp_host, settings.smtp_port, username=settings.smtp_username,
-            password=password, starttls=settings.smtp_starttls, ssl=settings.smtp_ssl,
+            password=password, starttls=starttls, ssl=settings.smtp_ssl,
             timeout=settings.smtp_timeout,
+            allow_plaintext_auth=settings.smtp_allow_plaintext_auth,
         )
     if settings.transport == "sendgrid":
         from .sendgrid import SendGridTransport

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
+
+from ..errors import TransportError
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -19,6 +22,15 @@ class CalendarPart:
 
     method: str
     ics: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attachment:
+    """A file the message carries (a report's HTML and CSV)."""
+
+    filename: str  # plain: letters, digits, . - _
+    content_type: str  # e.g. text/html; charset=utf-8
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,6 +51,14 @@ class Message:
     reply_to: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     calendar: CalendarPart | None = None
+    also_to: tuple[Address, ...] = ()  # a message to a pair: the other person, also in To
+    attachments: tuple[Attachment, ...] = ()
+    track_opens: bool = False  # what the provider may track (SendGrid: tracking_settings)
+    track_clicks: bool = False
+
+    @property
+    def recipients(self) -> tuple[Address, ...]:
+        return (self.to, *self.also_to)
 
 
 @runtime_checkable
@@ -57,3 +77,31 @@ class Transport(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
+
+
+_TOKENS = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"
+                     r"|\bSG\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with each secret (and each of its ``.``/``:``-separated parts of 8 characters
+    or more: a key echoed without its prefix), and anything shaped like a bearer token or a
+    SendGrid API key, replaced by ``[redacted]``."""
+    pieces = {p for secret in secrets if secret
+              for p in (secret, *re.split(r"[.:]", secret)) if len(p) >= 8 or p == secret}
+    for piece in sorted(pieces, key=len, reverse=True):
+        text = text.replace(piece, "[redacted]")
+    return _TOKENS.sub("[redacted]", text)
+
+
+def redacted(exc: TransportError, secrets: Sequence[str]) -> TransportError:
+    """The error with no secret in its text or body, whatever the provider echoed back (a proxy
+    repeating the Authorization header, a server quoting the login): transports raise this, so
+    nothing secret reaches the ledger, a log or the terminal."""
+    text, body = redact(str(exc), secrets), redact(exc.body, secrets) if exc.body else exc.body
+    if text == str(exc) and body == exc.body:
+        return exc
+    copy = type(exc)(text, body=body, retry_after=exc.retry_after)
+    copy.status = exc.status
+    copy.args = (text,)
+    return copy

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
+from .._files import private_dir, write_private
 from ..errors import PermanentError, TransientError
 from ..mime import build_mime
 from .base import Message
@@ -20,8 +19,7 @@ class OutboxTransport:
     name = "outbox"
 
     def __init__(self, directory: Path | str) -> None:
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory = private_dir(Path(directory))
 
     def __repr__(self) -> str:
         return f"OutboxTransport({str(self.directory)!r})"
@@ -36,24 +34,10 @@ class OutboxTransport:
             raise PermanentError(f"message not built: {exc}") from None
         filename = f"{message.send_id}.eml"
         try:
-            self._write(self.directory / filename, raw)
+            write_private(private_dir(self.directory) / filename, raw)
         except OSError as exc:
             raise TransientError(f"cannot write {self.directory / filename}: {exc}") from exc
         return filename
-
-    def _write(self, path: Path, data: bytes) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
 
     def close(self) -> None:
         """Nothing to release."""

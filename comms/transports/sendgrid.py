@@ -24,10 +24,17 @@ from python_http_client.client import Response
 from python_http_client.exceptions import HTTPError, err_dict
 from sendgrid import SendGridAPIClient
 
-from ..errors import AmbiguousError, PermanentError, TransientError
-from ..mime import check_address, check_header_value, check_method, extra_headers, split_mailbox
+from ..errors import AmbiguousError, PermanentError, TransientError, TransportError
+from ..mime import (
+    check_address,
+    check_filename,
+    check_header_value,
+    check_method,
+    extra_headers,
+    split_mailbox,
+)
 from ._net import describe, dropped
-from .base import Message
+from .base import Message, redacted
 from .smtp import Redacted, SmtpTransport
 
 
@@ -49,6 +56,7 @@ class SendGridTransport:
         if invites not in ("api", "smtp-relay"):
             raise ValueError(f"invites must be 'api' or 'smtp-relay', not {invites!r}")
         self.host = host.rstrip("/")
+        self._key = Redacted(api_key)
         self.timeout = timeout
         self.sandbox = sandbox
         self.invites = invites
@@ -73,6 +81,12 @@ class SendGridTransport:
         return f"SendGridTransport({self.host!r}, invites={self.invites!r}{sandbox})"
 
     def send(self, message: Message) -> str:
+        try:
+            return self._send(message)
+        except TransportError as exc:
+            raise redacted(exc, [self._key]) from None
+
+    def _send(self, message: Message) -> str:
         if self._relay is not None and message.calendar is not None:
             return self._relay.send(message)
         try:
@@ -104,11 +118,17 @@ def build_payload(message: Message, *, sandbox: bool = False) -> dict[str, Any]:
     """The v3 Mail Send body for one message, as plain dicts (``ValueError`` on unsafe input)."""
     payload: dict[str, Any] = {
         "personalizations": [{
-            "to": [_mailbox(message.to.email, message.to.name)],
+            "to": [_mailbox(a.email, a.name) for a in message.recipients],
             "custom_args": {"send_id": message.send_id},  # opaque ids only, never addresses
         }],
         "from": _mailbox(message.sender.email, message.sender.name),
         "subject": check_header_value(message.subject, "subject"),
+        # explicit on every request, so the account's defaults never decide
+        "tracking_settings": {
+            "click_tracking": {"enable": message.track_clicks, "enable_text": False},
+            "open_tracking": {"enable": message.track_opens},
+            "subscription_tracking": {"enable": False},
+        },
     }
     if message.reply_to:
         name, email = split_mailbox(message.reply_to, "Reply-To")
@@ -116,6 +136,12 @@ def build_payload(message: Message, *, sandbox: bool = False) -> dict[str, Any]:
     content = [{"type": "text/plain", "value": message.text},
                {"type": "text/html", "value": message.html}]
     payload["content"] = [c for c in content if c["value"]]
+    if message.attachments:
+        payload["attachments"] = [
+            {"content": base64.b64encode(a.data).decode("ascii"),
+             "filename": check_filename(a.filename),
+             "type": check_header_value(a.content_type, "content type").split(";")[0],
+             "disposition": "attachment"} for a in message.attachments]
     calendar = message.calendar
     if calendar is not None:
         method = check_method(calendar.method)

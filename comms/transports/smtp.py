@@ -9,7 +9,7 @@ import threading
 from ..errors import AmbiguousError, PermanentError, TransientError, TransportError
 from ..mime import build_mime, header_address
 from ._net import describe, dropped
-from .base import Message
+from .base import Message, redacted
 
 
 class Redacted(str):
@@ -31,9 +31,11 @@ class SmtpTransport:
 
     def __init__(self, host: str = "localhost", port: int = 25, username: str | None = None,
                  password: str | None = None, starttls: bool = False, ssl: bool = False,
-                 timeout: float = 30.0, *, ssl_context: ssl.SSLContext | None = None) -> None:
+                 timeout: float = 30.0, *, ssl_context: ssl.SSLContext | None = None,
+                 allow_plaintext_auth: bool = False) -> None:
         if starttls and ssl:
             raise ValueError("choose STARTTLS or implicit SSL, not both")
+        self.allow_plaintext_auth = allow_plaintext_auth
         self.host = host
         self.port = port
         self.username = username
@@ -53,23 +55,29 @@ class SmtpTransport:
 
     def send(self, message: Message) -> str:
         try:
+            return self._send(message)
+        except TransportError as exc:
+            raise redacted(exc, [self._password]) from None
+
+    def _send(self, message: Message) -> str:
+        try:
             raw = build_mime(message)
             sender = header_address(message.sender.email)
-            recipient = header_address(message.to.email)
+            recipients = [header_address(a.email) for a in message.recipients]
         except ValueError as exc:
             raise PermanentError(f"message not built: {exc}") from None
-        options = [] if (sender + recipient).isascii() else ["SMTPUTF8"]
+        options = [] if (sender + "".join(recipients)).isascii() else ["SMTPUTF8"]
         for attempt in (1, 2):
             conn = self._connection()
             try:
-                _transmit(conn, sender, recipient, raw, options, self._where())
+                _transmit(conn, sender, recipients, raw, options, self._where())
             except smtplib.SMTPServerDisconnected as exc:  # before the final dot: not taken
                 self._discard(conn)
                 if attempt == 2:
                     raise TransientError(f"{self._where()} disconnected: {exc}") from None
                 continue  # a kept-alive connection the server dropped: reconnect once
             except smtplib.SMTPRecipientsRefused as exc:
-                code, reply = exc.recipients.get(recipient, (550, b"recipient refused"))
+                [(recipient, (code, reply))] = list(exc.recipients.items())[:1]
                 raise self._reply_error(conn, f"recipient {recipient} refused", code,
                                         reply) from None
             except smtplib.SMTPSenderRefused as exc:
@@ -121,6 +129,9 @@ class SmtpTransport:
                 conn.starttls(context=self._context())
                 conn.ehlo()
             if self.username:
+                if not (self.ssl or self.starttls or self.allow_plaintext_auth):
+                    raise PermanentError(f"{self._where()}: refusing to send the password in "
+                                         "clear: use STARTTLS or implicit TLS")
                 conn.login(self.username, self._password)
             return conn
         except BaseException as exc:
@@ -130,6 +141,8 @@ class SmtpTransport:
 
     def _open_error(self, exc: BaseException) -> BaseException:
         where = self._where()
+        if isinstance(exc, PermanentError):
+            return exc
         if isinstance(exc, smtplib.SMTPAuthenticationError):
             return PermanentError(f"{where}: login as {self.username!r} refused: "
                                   f"{_text(exc.smtp_error)}", status=exc.smtp_code)
@@ -179,7 +192,7 @@ def _quit(conn: smtplib.SMTP) -> None:
         conn.close()
 
 
-def _transmit(conn: smtplib.SMTP, sender: str, recipient: str, raw: bytes,
+def _transmit(conn: smtplib.SMTP, sender: str, recipients: list[str], raw: bytes,
               options: list[str], where: str) -> None:
     """MAIL, RCPT, DATA for one prepared message: ``smtplib.sendmail`` without its per-message
     address re-parsing and dot-stuffing pass (``build_mime`` never starts a line with a dot).
@@ -193,10 +206,11 @@ def _transmit(conn: smtplib.SMTP, sender: str, recipient: str, raw: bytes,
     if code != 250:
         _reset(conn, code)
         raise smtplib.SMTPSenderRefused(code, reply, sender)
-    code, reply = conn.docmd("rcpt", f"TO:<{recipient}>")
-    if code not in (250, 251):
-        _reset(conn, code)
-        raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
+    for recipient in recipients:  # a message to a pair goes to both or to neither
+        code, reply = conn.docmd("rcpt", f"TO:<{recipient}>")
+        if code not in (250, 251):
+            _reset(conn, code)
+            raise smtplib.SMTPRecipientsRefused({recipient: (code, reply)})
     code, reply = conn.docmd("data")
     if code != 354:
         _reset(conn, code)

@@ -33,7 +33,7 @@ from comms.tracking.ingest import ingest
 from comms.tracking.providers.sendgrid import parse_events
 from comms.transports.sendgrid import SendGridTransport
 from comms.transports.smtp import SmtpTransport
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, only_new_stakeholders
 from tests.faults.proxy import (
     DROP_REPLY,
     HANG_AFTER,
@@ -60,8 +60,7 @@ SMTP_FAULTS = {k: v for k, v in FAULTS.items() if k not in ("429", "503")}
 
 def project(project_dir: Path) -> Path:
     """The example project with N managers as its only stakeholders."""
-    for old in (project_dir / "stakeholders").iterdir():
-        old.unlink()
+    only_new_stakeholders(project_dir)
     with open(project_dir / "stakeholders" / "managers.csv", "w", newline="",
               encoding="utf-8") as f:
         writer = csv.writer(f)

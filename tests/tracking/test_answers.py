@@ -112,7 +112,7 @@ def test_with_no_policy_configured_inbound_mail_is_refused_unread(
         project_dir: Path, store_url: str, clock: FakeClock) -> None:
     app = make_app(project_dir, store_url, clock)
     before = state(app)
-    with TestClient(create_app(app)) as client:
+    with TestClient(create_app(app), base_url=app.settings.base_url) as client:
         for raw in (outlook_reply(TARIQ, "ACCEPTED"), plain_reply_to(app)):
             refused = post(client, raw)
             assert refused.status_code == 503
@@ -125,7 +125,7 @@ def test_basic_credentials_are_required_and_checked(project_dir: Path, store_url
                                                     clock: FakeClock) -> None:
     app = make_app(project_dir, store_url, clock, inbound_basic_auth=":".join(AUTH))
     before = state(app)
-    with TestClient(create_app(app)) as client:
+    with TestClient(create_app(app), base_url=app.settings.base_url) as client:
         for raw in (outlook_reply(TARIQ, "ACCEPTED"), plain_reply_to(app)):
             assert post(client, raw).status_code == 401
             assert post(client, raw, auth=("parse", "wrong")).status_code == 401
@@ -144,7 +144,7 @@ def test_signed_posts_are_verified_before_anything_is_parsed(project_dir: Path, 
     before = state(app)
     body, content_type = multipart(outlook_reply(TARIQ, "ACCEPTED"))
     plain, _ = multipart(plain_reply_to(app))
-    with TestClient(create_app(app)) as client:
+    with TestClient(create_app(app), base_url=app.settings.base_url) as client:
         def send(data: bytes, headers: dict[str, str]) -> int:
             return client.post("/inbound/sendgrid", content=data,
                                headers={"Content-Type": content_type, **headers}).status_code
@@ -168,7 +168,7 @@ def test_inbound_bodies_are_capped_and_deep_nesting_is_a_400(project_dir: Path, 
     deep = b"Content-Type: multipart/mixed; boundary=b0\r\n\r\n" + b"".join(
         f"--b{i}\r\nContent-Type: multipart/mixed; boundary=b{i + 1}\r\n\r\n".encode()
         for i in range(3000))
-    with TestClient(create_app(app)) as client:
+    with TestClient(create_app(app), base_url=app.settings.base_url) as client:
         assert post(client, b"x" * 1_100_000, auth=AUTH).status_code == 413
         assert post(client, deep, auth=AUTH).status_code in (200, 400)
         many = "\r\n".join(["BEGIN:VCALENDAR", "METHOD:REPLY"] + ["BEGIN:VEVENT", "END:VEVENT"]

@@ -261,7 +261,7 @@ def app(project_dir: Path, store_url: str, clock: FakeClock, signer: Signer) -> 
 
 @pytest.fixture
 def client(app: App) -> Iterator[TestClient]:
-    with TestClient(create_app(app)) as client:
+    with TestClient(create_app(app), base_url=app.settings.base_url) as client:
         yield client
 
 
@@ -318,7 +318,7 @@ def test_oversize_and_malformed_bodies(project_dir: Path, store_url: str, clock:
                                        signer: Signer) -> None:
     app = make_app(project_dir, store_url, clock, sendgrid_webhook_public_key=signer.public,
                    inbound_max_bytes=2000)
-    with TestClient(create_app(app)) as client:
+    with TestClient(create_app(app), base_url=app.settings.base_url) as client:
         big = json.dumps(STREAM).encode()
         assert len(big) > 2000
         assert post(client, signer, big).status_code == 413
@@ -336,7 +336,7 @@ def test_without_a_key_the_endpoint_refuses_unless_insecure(
         caplog: pytest.LogCaptureFixture) -> None:
     body = json.dumps(STREAM[:4]).encode()
     app = make_app(project_dir, store_url, clock)
-    with TestClient(create_app(app)) as client:
+    with TestClient(create_app(app), base_url=app.settings.base_url) as client:
         answer = post(client, signer, body)
         assert answer.status_code == 503
         assert "COMMS_SENDGRID_WEBHOOK_PUBLIC_KEY" in answer.json()["error"]
@@ -345,7 +345,8 @@ def test_without_a_key_the_endpoint_refuses_unless_insecure(
 
     app = App(load_settings(project_dir, database_url=store_url,
                             sendgrid_webhook_public_key="bm90IGEga2V5"), clock=clock)
-    with caplog.at_level(logging.WARNING, "comms"), TestClient(create_app(app)) as client:
+    with caplog.at_level(logging.WARNING, "comms"), \
+            TestClient(create_app(app), base_url=app.settings.base_url) as client:
         assert "not base64 DER" in caplog.text
         assert post(client, signer, body).status_code == 503
     app.close()
@@ -358,7 +359,7 @@ def test_without_a_key_the_endpoint_refuses_unless_insecure(
     assert [r.getMessage() for r in caplog.records].count(
         "sendgrid webhook: COMMS_SENDGRID_WEBHOOK_INSECURE is set, so unsigned posts are "
         "accepted: anyone can post events. For local testing only.") == 1
-    with TestClient(web) as client:
+    with TestClient(web, base_url=app.settings.base_url) as client:
         answer = client.post("/webhooks/sendgrid", content=body)
         assert answer.status_code == 200, answer.text
     assert count(app.store) == 4

@@ -69,6 +69,9 @@ def test_payload_as_sent(transport: SendGridTransport, sendgrid_sink: SendGridSi
         ],
         "headers": {"List-Unsubscribe": "<https://comms.example.org/u/1>",
                     "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+        "tracking_settings": {"click_tracking": {"enable": False, "enable_text": False},
+                              "open_tracking": {"enable": False},
+                              "subscription_tracking": {"enable": False}},
     }
     logged = [json.loads(line) for line in (tmp_path / "sendgrid.jsonl").read_text().splitlines()]
     assert logged == sendgrid_sink.messages

@@ -18,6 +18,7 @@ class ProviderEvent:
     occurred_at: datetime
     detail: str | None = None  # a bounce's hard/soft, a click's URL
     machine: bool = False  # a privacy pre-fetch, not a person
+    machine_reason: str | None = None
     suppress: str | None = None  # the suppression reason this event gives the address
     raw: str = ""
 

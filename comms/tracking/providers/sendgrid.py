@@ -106,7 +106,10 @@ def verify(public_key_b64: str, body: bytes, signature: str | None, timestamp: s
 
 def parse(body: bytes) -> list[Any]:
     """The JSON array of a webhook body; ValueError when it is not one."""
-    events = json.loads(body)
+    try:
+        events = json.loads(body)
+    except RecursionError:
+        raise ValueError("the JSON is nested too deep") from None
     if not isinstance(events, list):
         raise ValueError("expected a JSON array of events")
     return events
@@ -136,7 +139,8 @@ def parse_events(events: Sequence[Any]) -> Batch:
         batch.events.append(ProviderEvent(
             send_uid=uid, kind=kind, event_id=event["sg_event_id"],
             occurred_at=datetime.fromtimestamp(at, UTC), detail=detail,
-            machine=kind is Kind.OPENED and event.get("sg_machine_open") is True,
+            machine=(machine := kind is Kind.OPENED and event.get("sg_machine_open") is True),
+            machine_reason="sg_machine_open" if machine else None,
             suppress="bounced" if detail == "hard" else SUPPRESSING.get(kind), raw=dumps(event)))
     return batch
 
