@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import inspect
 import json
 import logging
 import os
@@ -51,6 +53,38 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _completion_project(ctx: click.Context) -> Project | None:
+    """The project shell completion reads (quietly: a broken project completes nothing)."""
+    from .project import load_project
+
+    root = ctx.params.get("project_dir") or os.environ.get("COMMS_PROJECT_DIR") or "."
+    try:
+        return load_project(Path(root))
+    except CommsError:
+        return None
+
+
+def _complete_campaigns(ctx: click.Context, param: click.Parameter,
+                        incomplete: str) -> list[str]:
+    project = _completion_project(ctx)
+    return sorted(c for c in (project.campaigns if project else ()) if c.startswith(incomplete))
+
+
+def _complete_steps(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    project = _completion_project(ctx)
+    if project is None:
+        return []
+    named = project.campaigns.get(ctx.params.get("campaign") or "")
+    chosen = [named] if named else list(project.campaigns.values())  # not parsed yet: any
+    return sorted({s.id for c in chosen for s in c.steps if s.id.startswith(incomplete)})
+
+
+def _complete_events(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    project = _completion_project(ctx)
+    found = [e.id for c in (project.campaigns.values() if project else ()) for e in c.events]
+    return sorted({e for e in found if e.startswith(incomplete)})
+
+
 def project_option(fn: F) -> F:
     return click.option("--project", "project_dir", type=click.Path(file_okay=False, path_type=Path),
                         default=None, help="The project folder (default: COMMS_PROJECT_DIR or .)")(fn)
@@ -81,16 +115,34 @@ def ready(app: App) -> App:
     return loaded(app)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Commands listed with their whole first sentence (wrapped, never cut with "...")."""
+
+    group_class = type  # subgroups list their commands the same way
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                text = (command.short_help or inspect.cleandoc(command.help or "")).split("\n\n")[0]
+                rows.append((name, " ".join(text.split()).split(". ")[0].rstrip(".")))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="comms")
 def cli() -> None:
     """Stakeholder communications from files: campaigns, invitations, tracking, reports."""
 
 
 @cli.command()
+@format_option("text", "json")
 @project_option
 @handle_errors
-def validate(project_dir: Path | None) -> None:
+def validate(fmt: str, project_dir: Path | None) -> None:
     """Check every file and render every message of every step for every recipient."""
     from .preflight import check
     from .safety import problems as unsafe
@@ -98,6 +150,14 @@ def validate(project_dir: Path | None) -> None:
     app = make_app(project_dir)
     problems = [*unsafe(app.settings),
                 *check(app.project, timezone=app.settings.timezone, now=app.clock.now())]
+    if fmt == "json":  # for scripts: every problem, and the exit code as for the text
+        found = [{"path": p.path, "line": p.line, "key": p.key, "message": p.message,
+                  "warning": p.warning} for p in problems]
+        click.echo(json.dumps({"ok": not any(not p.warning for p in problems),
+                               "problems": found}, indent=2, ensure_ascii=False))
+        if any(not p.warning for p in problems):
+            sys.exit(2)
+        return
     for problem in problems:
         click.echo(problem.location_message(), err=True)
     errors = [p for p in problems if not p.warning]
@@ -120,13 +180,20 @@ def schema(kind: str, project_dir: Path | None) -> None:
 
 
 @cli.command()
-@click.argument("campaign", required=False)
-@format_option("table", "json")
+@click.argument("campaign", required=False, shell_complete=_complete_campaigns)
+@format_option("table", "csv", "json")
 @project_option
 @handle_errors
 def plan(campaign: str | None, fmt: str, project_dir: Path | None) -> None:
     """The timeline: each step occurrence in time order, when it is due, its state and to how
-    many people."""
+    many people.
+
+    \b
+    Examples:
+      comms plan
+      comms plan workshops --format json
+      COMMS_NOW="2027-01-14 09:00" comms plan workshops
+    """
     from .plan import zone_of
     from .status import timeline
 
@@ -136,15 +203,20 @@ def plan(campaign: str | None, fmt: str, project_dir: Path | None) -> None:
     if fmt == "json":
         click.echo(json.dumps([o.as_json() for o in rows], indent=2))
         return
+    if fmt == "csv":
+        click.echo(output.render([o.as_json() for o in rows], ["campaign", "step", "occurrence",
+                                                               "due", "state", "recipients",
+                                                               "note"], "csv"))
+        return
     zones = {c.id: zone_of(app.project, c, app.settings.timezone)
              for c in app.project.campaigns.values()}
     columns = ["due", "step", "state", "recipients", "note"]
-    click.echo(output.render([o.as_row(zones[o.campaign]) for o in rows], columns, "table"))
+    click.echo(output.render([o.as_row(zones[o.campaign]) for o in rows], columns, fmt))
 
 
 @cli.command()
-@click.argument("campaign")
-@click.argument("step")
+@click.argument("campaign", shell_complete=_complete_campaigns)
+@click.argument("step", shell_complete=_complete_steps)
 @click.option("--to", "email", required=True, help="The stakeholder's address")
 @project_option
 @handle_errors
@@ -165,8 +237,8 @@ def preview(campaign: str, step: str, email: str, project_dir: Path | None) -> N
 
 
 @cli.command()
-@click.argument("campaign")
-@click.option("--step", "steps", multiple=True, help="Send this step now, whatever its timing "
+@click.argument("campaign", shell_complete=_complete_campaigns)
+@click.option("--step", "steps", multiple=True, shell_complete=_complete_steps, help="Send this step now, whatever its timing "
               "and the schedule's window (repeatable). Without it: what `comms run` would send "
               "now.")
 @click.option("--dry-run", is_flag=True, help="Render and count; send nothing, write nothing.")
@@ -178,10 +250,11 @@ def preview(campaign: str, step: str, email: str, project_dir: Path | None) -> N
               "subject marked [TEST]; nothing is recorded, the real send still reaches everyone.")
 @click.option("--as", "as_email", metavar="STAKEHOLDER_EMAIL", help="With --test-to: render it "
               "as this stakeholder gets it (default: the first of the step's audience).")
+@format_option("text", "json")
 @project_option
 @handle_errors
 def send(campaign: str, steps: tuple[str, ...], dry_run: bool, resend_uncertain: bool,
-         retry_failed: bool, test_to: str | None, as_email: str | None,
+         retry_failed: bool, test_to: str | None, as_email: str | None, fmt: str,
          project_dir: Path | None) -> None:
     """Send what is due now (or the given steps), to the audience. A second run sends nothing
     new.
@@ -238,8 +311,15 @@ def send(campaign: str, steps: tuple[str, ...], dry_run: bool, resend_uncertain:
     stop.on_stop(service.stop)
     stop.on_stop(lambda: click.echo("stopping: finishing and recording what is under way "
                                     "(a second signal stops at once)", err=True))
+    from .plan import schedule_of
+    from .progress import Pace
+
+    policy = schedule_of(app.project, chosen)
+    pace = (Pace(policy.max_per_minute, f"schedule {policy.id}", app.clock.now,
+                 ZoneInfo(app.settings.timezone))
+            if policy is not None and policy.max_per_minute else None)
     try:
-        with stop.installed(), progress_bar() as bar:
+        with stop.installed(), progress_bar(pace, lambda line: click.echo(line, err=True)) as bar:
             if retry_failed and not dry_run:
                 chosen_steps = [step for s in steps if (step := chosen.step(s)) is not None]
                 report = service.retry_failed(chosen, chosen_steps or list(chosen.steps),
@@ -255,6 +335,18 @@ def send(campaign: str, steps: tuple[str, ...], dry_run: bool, resend_uncertain:
                                        progress=bar)
     finally:
         app.close()
+    if fmt == "json":  # for scripts: the summaries, and the exit code as for the text
+        click.echo(json.dumps({
+            "campaign": campaign, "paused": bool(report.paused), "dry_run": dry_run,
+            "summaries": [dataclasses.asdict(s) for s in report.summaries],
+            "waiting": report.waiting, "missed": report.missed,
+            "stopped_by": signal.Signals(stop.signum).name if stop.signum else None},
+            indent=2, ensure_ascii=False))
+        if stop.signum is not None:
+            sys.exit(stop.exit_code)
+        if any(s.failed for s in report.summaries):
+            sys.exit(1)
+        return
     if report.paused:
         click.echo(f"{campaign}: paused — `comms resume {campaign}` to continue")
         return
@@ -280,7 +372,7 @@ def send(campaign: str, steps: tuple[str, ...], dry_run: bool, resend_uncertain:
 
 
 @cli.command()
-@click.argument("campaign")
+@click.argument("campaign", shell_complete=_complete_campaigns)
 @click.option("--by", "by", metavar="EMAIL", help="Who approves (not the last author of the "
               "campaign's files).")
 @click.option("--revoke", is_flag=True, help="Withdraw the campaign's approval.")
@@ -305,9 +397,13 @@ def approve(campaign: str, by: str | None, revoke: bool, project_dir: Path | Non
     click.echo(f"{chosen.id}: approved by {by} ({len(files)} files: {', '.join(files)})")
 
 
+STATUS_OPTIONAL = ("claimed", "skipped", "missed", "suppressed", "uncertain", "failed",
+                   "pending")  # what a narrow terminal may leave out of `status`, first to last
+
+
 @cli.command()
-@click.argument("campaign", required=False)
-@format_option("table", "json")
+@click.argument("campaign", required=False, shell_complete=_complete_campaigns)
+@format_option("table", "csv", "json")
 @project_option
 @handle_errors
 def status(campaign: str | None, fmt: str, project_dir: Path | None) -> None:
@@ -320,9 +416,13 @@ def status(campaign: str | None, fmt: str, project_dir: Path | None) -> None:
     if fmt == "json":
         click.echo(json.dumps(result.as_json(), indent=2))
         return
+    if fmt == "csv":
+        click.echo(output.render(result.steps, ["campaign", "step", "state", "due", *STATES],
+                                 "csv"))
+        return
     zone = ZoneInfo(app.settings.timezone)
     click.echo(output.render(result.steps, ["campaign", "step", "state", "due", *STATES], "table",
-                             zone=zone))
+                             zone=zone, optional=STATUS_OPTIONAL))
     for paused, since in result.paused.items():
         click.echo(f"\n{paused}: paused since {human(since, zone)} — "
                    f"`comms resume {paused}` to continue")
@@ -394,7 +494,8 @@ def contacts_list(role: str | None, borough: str | None, fmt: str,
         rows = listing(conn, role=role, borough=borough)
     columns = ["email", "first_name", "last_name", "role", "organisation", "borough", "job_title",
                "tags"]
-    click.echo(output.render(rows, columns, fmt))
+    click.echo(output.render(rows, columns, fmt, optional=("tags", "job_title", "organisation",
+                                                           "first_name", "last_name")))
 
 
 @contacts.command("export")
@@ -533,7 +634,7 @@ def run_command(no_web: bool, host: str, port: int, project_dir: Path | None) ->
 
 
 @cli.command()
-@click.argument("campaign")
+@click.argument("campaign", shell_complete=_complete_campaigns)
 @project_option
 @handle_errors
 def pause(campaign: str, project_dir: Path | None) -> None:
@@ -543,7 +644,7 @@ def pause(campaign: str, project_dir: Path | None) -> None:
 
 
 @cli.command()
-@click.argument("campaign")
+@click.argument("campaign", shell_complete=_complete_campaigns)
 @project_option
 @handle_errors
 def resume(campaign: str, project_dir: Path | None) -> None:
@@ -562,6 +663,7 @@ def _set_paused(project_dir: Path | None, campaign: str, paused: bool) -> bool:
 
 
 if TYPE_CHECKING:
+    from .project import Project
     from .tracking.inbound import InboundResult
 
 
@@ -608,7 +710,7 @@ def events_group() -> None:
 
 
 @events_group.command("roster")
-@click.argument("event")
+@click.argument("event", shell_complete=_complete_events)
 @format_option("table", "csv", "json")
 @project_option
 @handle_errors
@@ -621,11 +723,12 @@ def events_roster(event: str, fmt: str, project_dir: Path | None) -> None:
     rows = roster(app.store, campaign, found)
     columns = ["email", "name", "organisation", "borough", "status", "source", "answered_at",
                "attended"]
-    click.echo(output.render(rows, columns, fmt))
+    click.echo(output.render(rows, columns, fmt, optional=("organisation", "source", "attended",
+                                                           "borough", "answered_at", "name")))
 
 
 @events_group.command("attendance")
-@click.argument("event")
+@click.argument("event", shell_complete=_complete_events)
 @click.argument("sheet", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @project_option
 @handle_errors
@@ -643,7 +746,7 @@ def events_attendance(event: str, sheet: Path, project_dir: Path | None) -> None
 
 
 @events_group.command("feedback")
-@click.argument("event")
+@click.argument("event", shell_complete=_complete_events)
 @format_option("table", "csv", "json")
 @click.option("--by", type=click.Choice(["borough", "organisation"]), default="borough",
               show_default=True, help="group the ratings by")
@@ -711,7 +814,8 @@ def pairs_status(round_id: str | None, fmt: str, project_dir: Path | None) -> No
         rows = pairs.listing(conn, round_id, introductions(app.project.campaigns.values()))
     click.echo(output.render(rows, ["round", "mentor", "mentee", "borough", "state",
                                     "answered_at", "note"], fmt,
-                             zone=ZoneInfo(app.settings.timezone)))
+                             zone=ZoneInfo(app.settings.timezone),
+                             optional=("note", "answered_at", "borough", "round")))
 
 
 @cli.group("report", invoke_without_command=True)
@@ -726,7 +830,16 @@ def pairs_status(round_id: str | None, fmt: str, project_dir: Path | None) -> No
 @handle_errors
 def report_group(ctx: click.Context, campaign: str | None, by: str, fmt: str, out: Path | None,
                  project_dir: Path | None) -> None:
-    """Engagement by campaign, step, group and event: reach, responses, equity, goals."""
+    """The programme at a glance, then engagement by campaign, step, group and event: reach,
+    responses, equity, goals.
+
+    \b
+    Examples:
+      comms report
+      comms report --format html -o report.html
+      comms report --campaign workshops --by organisation --format csv -o workshops.csv
+      comms report chase workshops --step invite -o chase.csv
+    """
     if ctx.invoked_subcommand is not None:
         return
     from .report import report
@@ -737,20 +850,24 @@ def report_group(ctx: click.Context, campaign: str | None, by: str, fmt: str, ou
 
 
 @report_group.command("chase")
-@click.argument("campaign")
-@click.option("--step", help="Only people who have not responded to this step.")
+@click.argument("campaign", shell_complete=_complete_campaigns)
+@click.option("--step", shell_complete=_complete_steps, help="Only people who have not responded to this step.")
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write to this file instead of the terminal.")
+@format_option("csv", "table", "json")
 @project_option
 @handle_errors
-def report_chase(campaign: str, step: str | None, out: Path | None,
+def report_chase(campaign: str, step: str | None, out: Path | None, fmt: str,
                  project_dir: Path | None) -> None:
     """People sent CAMPAIGN (or its STEP) with no response yet, as CSV for the team to phone."""
     from .report import CHASE_COLUMNS, chase, csv_text
 
     app = loaded(make_app(project_dir))
     rows = chase(app, campaign, step)
-    _write_report(csv_text(rows, CHASE_COLUMNS), out, excel=True)
+    text = (csv_text(rows, CHASE_COLUMNS) if fmt == "csv" else
+            output.render(rows, CHASE_COLUMNS, fmt, optional=("note", "job_title", "role",
+                                                               "organisation", "phone")))
+    _write_report(text, out, excel=fmt == "csv")
     if out is not None:
         click.echo(f"{len(rows)} people to chase written to {out}", err=True)
 

@@ -19,6 +19,7 @@ from .campaign import Campaign, Step
 from .dispatch import Dispatcher, Progress, Summary
 from .errors import ConfigError, ConfigErrors
 from .plan import Decision, decide, schedule_of, zone_of
+from .plan import occurrences as occurrences_of
 from .project import Project, load_project
 from .store import campaigns, meta, occurrences
 from .store import facts as store_facts
@@ -152,9 +153,25 @@ class Service:
             if self.stopping:
                 break
             target = targeting.for_step(campaign, step, respect_delay=False)
-            report.summaries.append(dispatcher.run(campaign, step, target, dry_run=dry_run,
-                                                   resend_uncertain=resend_uncertain))
+            summary = dispatcher.run(campaign, step, target, dry_run=dry_run,
+                                     resend_uncertain=resend_uncertain)
+            report.summaries.append(summary)
+            now = self.app.clock.now()
+            if not dry_run and step.cron is None and step.after_step is None \
+                    and not (summary.failed or summary.uncertain or summary.paused) \
+                    and self._fell_due(campaign, step, now):
+                # its one occurrence, due already, has gone: shown sent, not still due
+                with self.app.store.write() as conn:
+                    occurrences.mark(conn, campaign.id, step.id, summary.occurrence, due_at=now,
+                                     status="done", reason="sent with --step", now=now)
         return report
+
+    def _fell_due(self, campaign: Campaign, step: Step, now: datetime) -> bool:
+        """Whether the one occurrence of a step with a set time is due by now."""
+        found = occurrences_of(campaign, step, schedule=schedule_of(self.project, campaign),
+                               zone=zone_of(self.project, campaign, self.app.settings.timezone),
+                               start=now, end=now, first_seen=now)
+        return bool(found) and found[0].due <= now
 
     def retry_failed(self, campaign: Campaign, steps: list[Step], *,
                      progress: Progress | None = None) -> TickReport:
