@@ -426,6 +426,9 @@ def status(campaign: str | None, fmt: str, project_dir: Path | None) -> None:
     for paused, since in result.paused.items():
         click.echo(f"\n{paused}: paused since {human(since, zone)} — "
                    f"`comms resume {paused}` to continue")
+    for skipped in result.skipped_pairs:
+        click.echo(f"\n{skipped['campaign']}/{skipped['step']}: pair skipped, one of the two "
+                   f"suppressed: {skipped['pair']}")
     for signed in result.approvals:
         click.echo(f"\n{signed['campaign']}: approved by {signed['approver']} "
                    f"{human(signed['approved_at'], zone)}"

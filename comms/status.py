@@ -18,9 +18,10 @@ from .app import App
 from .approval import fingerprint
 from .campaign import Campaign, Step
 from .plan import CONDITIONAL, ONCE, Facts, Occurrence
-from .store import Conn, approvals, meta, occurrences, runs
+from .store import Conn, approvals, meta, occurrences, pairs, runs
 from .store import facts as store_facts
 from .store import sends as ledger
+from .store.sends import Key
 
 NEXT = ("due", "waiting", "planned", "expected")  # states of what is still to come
 
@@ -35,6 +36,7 @@ class Status:
     last_run: str | None
     paused: dict[str, datetime]  # campaign → paused since
     approvals: list[dict[str, Any]]  # who approved which campaign, when; still current?
+    skipped_pairs: list[dict[str, Any]]  # pairs a step skipped, one of the two suppressed
 
     def as_json(self) -> dict[str, Any]:
         return {"steps": _iso(self.steps), "uncertain": _iso(self.uncertain),
@@ -42,7 +44,7 @@ class Status:
                 "next": _iso(self.upcoming), "missed": _iso(self.missed),
                 "last_run": self.last_run,
                 "paused": {c: at.isoformat() for c, at in self.paused.items()},
-                "approvals": _iso(self.approvals)}
+                "approvals": _iso(self.approvals), "skipped_pairs": self.skipped_pairs}
 
 
 def timeline(app: App, *, campaign_id: str | None = None,
@@ -91,6 +93,11 @@ def status(app: App, campaign_id: str | None = None, *, settle_dead: bool = True
         last = meta.get(conn, "service:last_tick")
         facts = store_facts.load(conn, project)
         held = approvals.listing(conn)
+        skipped = [{"campaign": c.id, "step": s.id, "pair": name}
+                   for c in ([project.campaign(campaign_id)] if campaign_id
+                             else project.campaigns.values())
+                   for s in c.steps if s.pairs and counts.get((c.id, s.id), {}).get("suppressed")
+                   for name in pairs.suppressed(conn, Key(c.id, s.id, ONCE), s.pairs)]
     rows = plan.timeline(project, facts, now=now, timezone=zone_name, count=_uncounted,
                          campaign_id=campaign_id)
     rows_by_step = _next_by_step(rows)
@@ -111,7 +118,7 @@ def status(app: App, campaign_id: str | None = None, *, settle_dead: bool = True
               for a in held if a["campaign"] in project.campaigns
               and campaign_id in (None, a["campaign"])]
     return Status(steps, uncertain, failed, _coming(rows, now)[:10], missed_rows, last, paused,
-                  signed)
+                  signed, skipped)
 
 
 def _coming(rows: list[Occurrence], now: datetime) -> list[dict[str, Any]]:

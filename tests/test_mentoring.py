@@ -152,6 +152,11 @@ def test_a_pair_with_a_suppressed_member_is_skipped(project_dir: Path, store_url
         summary.line()  # type: ignore[attr-defined]
     reached = {m["To"].addresses[0].addr_spec for m in messages(app, "NMDI mentoring:")}
     assert mentee not in reached and mentee2 not in reached
+    from comms.status import status
+
+    found = status(app, "mentoring")
+    assert sorted(p["pair"] for p in found.skipped_pairs) == named
+    assert "@" not in json.dumps(found.skipped_pairs)
     app.close()
 
 

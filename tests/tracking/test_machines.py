@@ -158,3 +158,24 @@ def test_a_click_before_its_delivery_event_is_classified_once_the_delivery_arriv
                       honeypot=f"{BASE}{HONEYPOT_PATH}")
     per, _, _ = counted(app, who)
     assert per == EXPECTED
+
+
+def test_the_report_counts_people_and_shows_machines_beside_them(app: App) -> None:
+    from comms.report import report
+
+    events, _ = stream(app)
+    post_shuffled(app, events, 4)
+    seen = App(load_settings(app.settings.project_dir, database_url=app.store.url,
+                             transport="sendgrid", sendgrid_webhook_insecure=True,
+                             track_opens=True, track_clicks=True, base_url=BASE,
+                             allow_insecure_links=True), clock=app.clock)
+    [section] = [c for c in report(seen).data["campaigns"] if c["campaign"] == "nmdi-awareness"]
+    [launch] = [s for s in section["steps"] if s["step"] == "launch"]
+    # by hand: people with a human open (B), human clicks (A, F); machines opened B's message
+    # and clicked A's, C's, D's and E's
+    assert (launch["opened"], launch["clicked"]) == (1, 2)
+    assert (launch["machine_opened"], launch["machine_clicked"]) == (1, 4)
+    assert (section["totals"]["machine_opened"], section["totals"]["machine_clicked"]) == (1, 4)
+    clicked = {g["group"]: g["clicked"] for g in section["groups"]}
+    assert (clicked["Bexley"], clicked["Bromley"]) == (1, 1)
+    seen.close()
