@@ -255,11 +255,8 @@ class _Handlers:
                           "It no longer takes answers. Your invitation email tells you who to "
                           "contact.") from None
         except CommsError as exc:
-            log.warning("rsvp %s/%s: %s while recording", invitation.campaign.id,
-                        invitation.event.id, type(exc).__name__)
-            raise Problem(503, "Your answer was not saved",
-                          "Something went wrong on our side. Please try the button again in a few "
-                          "minutes.") from None
+            raise _not_saved(f"rsvp {invitation.campaign.id}/{invitation.event.id}", exc,
+                             "try the button again") from None
 
     def _view(self, invitation: Invitation, seats: int | None) -> dict[str, Any]:
         event = invitation.event
@@ -309,11 +306,8 @@ class _Handlers:
             await run_in_threadpool(self.checkins.answer, question, rating=rating,
                                     comment=comment)
         except CommsError as exc:
-            log.warning("answer %s/%s: %s while recording", question.campaign.id,
-                        question.step.id, type(exc).__name__)
-            raise Problem(503, "Your answer was not saved",
-                          "Something went wrong on our side. Please try again in a few "
-                          "minutes.") from None
+            raise _not_saved(f"answer {question.campaign.id}/{question.step.id}", exc,
+                             "try again") from None
         return page("answer_done.html", **self._answer_view(question), rating=rating)
 
     def _question(self, token: str) -> Question:
@@ -547,6 +541,13 @@ def _replay(body: bytes) -> Receive:
         return {"type": "http.request", "body": body, "more_body": False}
 
     return receive
+
+
+def _not_saved(what: str, exc: Exception, retry: str) -> Problem:
+    """An answer the store did not take (logged without the person): 503, try again later."""
+    log.warning("%s: %s while recording", what, type(exc).__name__)
+    return Problem(503, "Your answer was not saved",
+                   f"Something went wrong on our side. Please {retry} in a few minutes.")
 
 
 async def _problem_page(request: Request, exc: Exception) -> Response:

@@ -143,6 +143,12 @@ def test_a_rating_is_recorded_on_post_and_a_later_one_replaces_it(
     assert summary["distribution"] == {"1": 0, "2": 0, "3": 1, "4": 0, "5": 1}
     assert summary["comments"] == [{"rating": 5, "comment": "=HYPERLINK(\"x\") <b>great</b>"}]
     assert sum(g["count"] for g in summary["by_group"]) == 2
+    exported = CliRunner().invoke(cli, ["contacts", "export", people[0], "--project",
+                                        str(project_dir)], env={"COMMS_DATABASE_URL": store_url})
+    assert exported.exit_code == 0, exported.output
+    held = json.loads(exported.output[exported.output.index("{"):])
+    assert [(f["rating"], f["event"]) for f in held["feedback"]] == [(5, "ws1")]
+    assert held["pairs"] and {p["as"] for p in held["pairs"]} == {"mentee"}
     as_csv = CliRunner().invoke(cli, ["events", "feedback", "ws1", "--format", "csv",
                                       "--project", str(project_dir)],
                                 env={"COMMS_DATABASE_URL": store_url})

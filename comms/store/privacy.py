@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import Connection, and_, delete, func, or_, select, text, update
+from sqlalchemy import Connection, and_, case, delete, func, or_, select, text, update
 
 from . import Store, tables
 
@@ -38,10 +38,15 @@ def export(conn: Connection, key: str) -> dict[str, Any] | None:
         data["responses"] = _rows(conn, select(
             r.c.campaign, r.c.step, r.c.event, r.c.kind, r.c.detail, r.c.machine,
             r.c.occurred_at).where(r.c.stakeholder_id == pid).order_by(r.c.id))
-        for name in ("rsvps", "attendance"):
+        for name in ("rsvps", "attendance", "feedback"):
             table = tables.metadata.tables[name]
             data[name] = _rows(conn, select(*[c for c in table.c if c.name not in (
                 "id", "stakeholder_id")]).where(table.c.stakeholder_id == pid))
+        p = tables.pairs
+        data["pairs"] = _rows(conn, select(
+            p.c.round, case((p.c.mentor_id == pid, "mentor"), else_="mentee").label("as"),
+            p.c.note, p.c.active, p.c.answer, p.c.answered_at)
+            .where(or_(p.c.mentor_id == pid, p.c.mentee_id == pid)).order_by(p.c.id))
     return data
 
 
