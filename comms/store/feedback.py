@@ -43,7 +43,7 @@ def summary(conn: Connection, campaign: str, event: str, *, asked: int,
     of_event = (f.c.campaign == campaign, f.c.event == event)
     distribution = {n: 0 for n in range(1, 6)}
     distribution.update(conn.execute(select(f.c.rating, func.count()).where(*of_event)
-                                     .group_by(f.c.rating)).tuples().all())
+                                     .group_by(f.c.rating)).all())
     count = sum(distribution.values())
     mean = (round(sum(n * k for n, k in distribution.items()) / count, 2) if count else None)
     group = GROUPINGS[by]
