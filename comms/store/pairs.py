@@ -135,7 +135,7 @@ def summary(conn: Connection, introductions: Mapping[str, Sequence[tuple[str, st
     (campaign, step) of its introduce steps) and how many have met."""
     row = conn.execute(select(func.count(), func.sum(case((p.c.answer == "met", 1), else_=0)))
                        .where(p.c.active)).one()
-    active = set(conn.execute(select(p.c.round, p.c.mentee_id).where(p.c.active)).tuples())
+    active = {(r, m) for r, m in conn.execute(select(p.c.round, p.c.mentee_id).where(p.c.active))}
     introduced = len(active & _introduced(conn, introductions))
     return {"pairs": row[0] or 0, "introduced": introduced, "met": row[1] or 0}
 
