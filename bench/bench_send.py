@@ -92,6 +92,8 @@ def make_project(folder: Path, n: int) -> Path:
     """The example project with ``n`` managers as its stakeholders and no per-minute limit."""
     for part in ("campaigns", "templates", "schedules"):
         shutil.copytree(ROOT / part, folder / part)
+    for campaign in ("mentoring", "steering-pack"):  # they need pairs/ and its people
+        (folder / "campaigns" / f"{campaign}.yaml").unlink(missing_ok=True)
     (folder / "stakeholders").mkdir()
     with open(folder / "stakeholders" / "managers.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
@@ -156,7 +158,8 @@ def mailmerge_inputs(folder: Path, message: dict[str, str], port: int) -> list[s
 def comms_env(database: Path, **settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMMS_")}
     env.update(COMMS_DATABASE_URL=f"sqlite:///{database}", COMMS_CONCURRENCY=str(CONCURRENCY),
-               **settings)
+               COMMS_BASE_URL="https://comms.bench.example",  # required with a real transport
+               COMMS_SECRET_KEY="a-bench-signing-key-of-enough-length-0123456789", **settings)
     return env
 
 
@@ -175,7 +178,8 @@ def sink(kind: str, log: Path) -> Iterator[Sink]:
     """A server from tests/sinks/ as its own process, logging one JSON line per message."""
     cmd = [sys.executable, "-m", f"tests.sinks.{kind}_server", "--port", "0", "--log", str(log)]
     if kind == "sendgrid":
-        cmd += ["--api-key", API_KEY]
+        cmd = [sys.executable, str(Path(__file__).parent / "slow_sendgrid.py"), "--latency",
+               str(LATENCY), "--port", "0", "--log", str(log), "--api-key", API_KEY]
     process = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     running = Sink(process.stdout.readline().strip(), log, process)
@@ -254,7 +258,10 @@ def calendar_count(log: Path) -> int:
 
 # -- the runs -----------------------------------------------------------------------------------
 
-def bench(n: int, work: Path) -> list[Run]:
+LATENCY = 0.0  # seconds the SendGrid server holds each reply (--latency)
+
+
+def bench(n: int, work: Path, rows: slice = slice(None)) -> list[Run]:
     folder = work / f"n{n}"
     folder.mkdir()
     project = make_project(folder / "project", n)
@@ -304,7 +311,7 @@ def bench(n: int, work: Path) -> list[Run]:
         lambda: baseline("mailmerge", "smtp", "smtp"),
         lambda: comms_send("invites", "workshops", "invite", "sendgrid"),
     ]
-    for step in plan:
+    for step in plan[rows]:
         run = step()
         if run.target == "invites":
             with_calendar = calendar_count(folder / "invites.jsonl")
@@ -391,7 +398,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="N = 200 and 1,000 instead of "
                         "1,000 and 10,000")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, stores)")
+    parser.add_argument("--latency", type=float, default=None, metavar="SECONDS",
+                        help="SendGrid rows only, at 0 and at this server latency (e.g. 0.15)")
+    parser.add_argument("-n", type=int, default=None, help="one N instead of the two")
     args = parser.parse_args(argv)
+    if args.latency is not None:
+        return latency_runs(args.latency, args.n or 1000, args.keep)
     check_tools()
     sizes = (200, 1000) if args.quick else (1000, 10000)
     work = Path(tempfile.mkdtemp(prefix="comms-bench-"))
@@ -403,6 +415,47 @@ def main(argv: list[str] | None = None) -> None:
         verdicts(runs, sizes)
     finally:
         if args.keep:
+            say(f"\nkept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def latency_runs(latency: float, n: int, keep: bool, naive_max: int = 300) -> None:
+    """comms and the naive loop to the SendGrid contract at 0 and ``latency`` s, as ratios (the
+    naive loop sends at most ``naive_max`` with latency: its rate is steady)."""
+    global LATENCY
+    work = Path(tempfile.mkdtemp(prefix="comms-bench-"))
+    say(f"SendGrid contract, N = {n:,}, {os.cpu_count()} CPUs; work folder {work}")
+    rows = []
+    try:
+        for LATENCY in (0.0, latency):
+            folder = work / f"latency-{LATENCY:g}"
+            folder.mkdir()
+            # the naive loop is one request at a time: N / 6.7 s at 150 ms, so fewer of them
+            naive_n = n if LATENCY == 0 else min(n, naive_max)
+            for size, part in ((n, slice(0, 1)), (naive_n, slice(1, 2))):
+                (folder / str(part.start)).mkdir()
+                for run in bench(size, folder / str(part.start), part):
+                    rows.append((LATENCY, run))
+        say("")
+        say("| latency | sender | N | received | msgs/s | CPU ms/msg |")
+        say("|---|---|---|---|---|---|")
+        for at, run in rows:
+            say(f"| {at * 1000:g} ms | {run.tool} | {run.n:,} | {run.received:,} | "
+                f"{run.send_rate:,.0f} | {run.cpu_ms:.3f} |")
+        say("")
+        for at in (0.0, latency):
+            comms, naive = (r for a, r in rows if a == at)
+            say(f"at {at * 1000:g} ms: comms/naive msgs/s {_ratio(comms.send_rate, naive.send_rate)}"
+                f", CPU per message {_ratio(comms.cpu_ms, naive.cpu_ms)}")
+        fast = next(r for a, r in rows if a == 0.0 and r.tool == "comms")
+        slow = next(r for a, r in rows if a == latency and r.tool == "comms")
+        say(f"{'PASS' if slow.send_rate >= 1000 else 'FAIL'}: >= 1,000 msgs/s at "
+            f"{latency * 1000:g} ms ({slow.send_rate:,.0f})")
+        say(f"{'PASS' if fast.cpu_ms <= 0.35 else 'FAIL'}: CPU <= 0.35 ms/msg at 0 ms "
+            f"({fast.cpu_ms:.3f})")
+    finally:
+        if keep:
             say(f"\nkept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)

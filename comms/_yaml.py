@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import types
+import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -11,7 +13,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 
 Loc = tuple[str | int, ...]
 M = TypeVar("M", bound=BaseModel)
@@ -82,7 +84,11 @@ def load(path: Path, display: Path | None = None) -> Located:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
-        raise ConfigError(_syntax_message(exc, text), path=shown, line=line) from None
+        tab = _tab_before(text, mark)
+        if tab is not None:
+            raise ConfigError(f"YAML does not allow tabs for indentation; use spaces (line "
+                              f"{tab[0]}, column {tab[1]})", path=shown, line=tab[0]) from None
+        raise ConfigError(_syntax_message(exc), path=shown, line=line) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"YAML syntax: {exc}", path=shown, line=1) from None
     finally:
@@ -127,13 +133,24 @@ def _refuse_deep_brackets(text: str, shown: Path) -> None:
             raise ConfigError(_TOO_DEEP, path=shown, line=text.count("\n", 0, found.start()) + 1)
 
 
-def _syntax_message(exc: yaml.MarkedYAMLError, text: str) -> str:
-    problem = exc.problem or str(exc)
-    mark = exc.problem_mark or exc.context_mark
+def _syntax_message(exc: yaml.MarkedYAMLError) -> str:
+    return f"YAML syntax: {exc.problem or exc}"
+
+
+def _tab_before(text: str, mark: Any) -> tuple[int, int] | None:
+    """(line, column), 1-based, of the tab that a syntax error at ``mark`` is most likely
+    about: one on its line before it, else one indenting a line of the three above."""
+    if mark is None:
+        return None
     lines = text.splitlines()
-    if mark is not None and mark.line < len(lines) and "\t" in lines[mark.line][:mark.column + 1]:
-        return "YAML syntax: a tab character here: YAML indents with spaces only"
-    return f"YAML syntax: {problem}"
+    if mark.line < len(lines) and "\t" in lines[mark.line][:mark.column + 1]:
+        return mark.line + 1, lines[mark.line].index("\t") + 1
+    for number in range(min(mark.line, len(lines)) - 1, max(mark.line - 4, -1), -1):
+        line = lines[number]
+        indent = line[:len(line) - len(line.lstrip(" \t"))]
+        if "\t" in indent:
+            return number + 1, indent.index("\t") + 1
+    return None
 
 
 class _Checks(yaml.composer.Composer, yaml.constructor.SafeConstructor):
@@ -162,6 +179,16 @@ class _Checks(yaml.composer.Composer, yaml.constructor.SafeConstructor):
             raise yaml.constructor.ConstructorError(
                 None, None, f"cannot read this value: {exc}", node.start_mark) from None
 
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:
+        """A date YAML cannot make (2026-13-45) stays text: the model says what it expects."""
+        try:
+            return super().construct_yaml_timestamp(node)
+        except (ValueError, OverflowError):
+            return self.construct_scalar(node)
+
+
+_Checks.add_constructor("tag:yaml.org,2002:timestamp",  # type: ignore[type-var]
+                        _Checks.construct_yaml_timestamp)
 
 _CParser: Any = getattr(getattr(yaml, "cyaml", None), "CParser", None)  # libyaml, if built with it
 if _CParser is not None:
@@ -258,12 +285,27 @@ def validate(model: type[M], located: Located) -> M:
         kind = "a list" if isinstance(located.data, list) else "a single value"
         raise ValidationErrors([located.error((), f"expected a mapping of keys (id: ..., name: "
                                               f"...), not {kind}")])
+    if located.data is None and model.model_fields:
+        required = [field.alias or name for name, field in model.model_fields.items()
+                    if field.is_required()]
+        if required:
+            raise ValidationErrors([located.error((), "the file is empty: write its keys "
+                                                  f"(required: {', '.join(required)})")])
     try:
         return model.model_validate(located.data if located.data is not None else {})
     except ValidationError as exc:
-        raise ValidationErrors([
-            located.error(_clean_loc(e["loc"]), _message(e)) for e in exc.errors()
-        ]) from None
+        raise ValidationErrors(_located_errors(model, located, exc.errors())) from None
+
+
+def _located_errors(model: type[BaseModel], located: Located,
+                    errors: Sequence[Any]) -> list[ConfigError]:
+    """One located error per pydantic error, but a required key that is missing only because
+    it is misspelt is said once, as the misspelling (with "did you mean")."""
+    found = [(_clean_loc(e["loc"]), e) for e in errors]
+    meant = {loc[:-1] + (match,) for loc, e in found if e["type"] == "extra_forbidden"
+             and (match := did_you_mean(str(loc[-1]), _keys_at(model, loc)))}
+    return [located.error(loc, _message(e, _keys_at(model, loc))) for loc, e in found
+            if not (e["type"] == "missing" and loc in meant)]
 
 
 class ValidationErrors(Exception):
@@ -285,13 +327,60 @@ def _clean_loc(loc: Sequence[Any]) -> Loc:
     return tuple(out)
 
 
-def _message(error: Any) -> str:
+DATE_TIME_ERRORS = frozenset({"datetime_parsing", "datetime_from_date_parsing", "datetime_type"})
+DATE_ERRORS = frozenset({"date_parsing", "date_from_datetime_parsing", "date_from_datetime_inexact",
+                         "date_type"})
+
+
+def _message(error: Any, keys: Sequence[str] = ()) -> str:
     kind, msg = error["type"], error["msg"]
     if kind == "extra_forbidden":
-        return "unknown key (check its spelling against the README's key reference)"
+        match = did_you_mean(str(error["loc"][-1]), keys)
+        return (f"unknown key (did you mean {match}?)" if match else
+                "unknown key (check its spelling against the README's key reference)")
     if kind == "missing":
         return "required key is missing"
+    if kind in DATE_TIME_ERRORS:
+        return (f"{error['input']!r} is not a date and time: write it as YYYY-MM-DD HH:MM, like "
+                "2026-12-07 09:00")
+    if kind in DATE_ERRORS:
+        return f"{error['input']!r} is not a date: write it as YYYY-MM-DD, like 2026-12-07"
     return msg.removeprefix("Value error, ")
+
+
+def _keys_at(model: type[BaseModel], loc: Loc) -> list[str]:
+    """The keys the model allows in the mapping that holds the last part of ``loc`` (for
+    "did you mean"); none if the way there cannot be followed."""
+    kinds: list[Any] = [model]
+    for part in loc[:-1]:
+        kinds = [inner for kind in kinds for inner in _inside(kind, part)]
+    return [field.alias or name for kind in kinds for leaf in _leaves(kind)
+            if isinstance(leaf, type) and issubclass(leaf, BaseModel)
+            for name, field in leaf.model_fields.items()]
+
+
+def _leaves(kind: Any) -> list[Any]:
+    """The types a value of ``kind`` may have: Annotated, Optional and unions unwrapped."""
+    if typing.get_origin(kind) is typing.Annotated:
+        return _leaves(typing.get_args(kind)[0])
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        return [leaf for arg in typing.get_args(kind) for leaf in _leaves(arg)]
+    return [kind]
+
+
+def _inside(kind: Any, part: str | int) -> list[Any]:
+    """The types found at ``part`` (a key or an index) of a value of ``kind``."""
+    found = []
+    for leaf in _leaves(kind):
+        args = typing.get_args(leaf)
+        if isinstance(leaf, type) and issubclass(leaf, BaseModel) and isinstance(part, str):
+            found += [field.annotation for name, field in leaf.model_fields.items()
+                      if part in (name, field.alias)]
+        elif isinstance(part, int) and typing.get_origin(leaf) in (list, tuple, Sequence) and args:
+            found.append(args[0])
+        elif isinstance(part, str) and typing.get_origin(leaf) in (dict, Mapping) and len(args) == 2:
+            found.append(args[1])
+    return found
 
 
 def load_model(model: type[M], path: Path, display: Path | None = None) -> tuple[M, Located]:

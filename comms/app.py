@@ -97,11 +97,13 @@ class App:
             pairs.sync(conn, self.project.rounds.pairs, now=self.clock.now())
         return result
 
-    def dispatcher(self, *, max_per_minute: int | None = None,
+    def dispatcher(self, *, max_per_minute: int | None = None, rate_name: str = "schedule",
                    progress: Progress | None = None) -> Dispatcher:
+        """A dispatcher; ``max_per_minute`` is the bucket ``rate_name``'s, shared by every
+        process on the store (one per schedule)."""
         concurrency = 1 if self.settings.transport == "outbox" else self.settings.concurrency
         policy = Policy(concurrency=concurrency, max_attempts=self.settings.max_attempts,
-                        max_per_minute=max_per_minute)
+                        max_per_minute=max_per_minute, rate_name=rate_name)
         return Dispatcher(self.store, self.transport, self.composer, clock=self.clock,
                           policy=policy, progress=progress)
 

@@ -21,7 +21,7 @@ from pydantic import (
 from . import _yaml, cron
 from ._types import Email, HeaderText, LocalTime, SaneDate, Slug, TimeZone, at_most
 from .conditions import Condition, given
-from .errors import ConfigError
+from .errors import ConfigError, suggestion
 from .responses import HUMAN, Kind
 
 RsvpState = Literal["none", "accepted", "declined", "tentative", "waitlisted"]
@@ -195,7 +195,7 @@ class OnlyIf(_Strict):
 class ReportSpec(_Strict):
     """What a ``report`` step's pack holds."""
 
-    campaigns: list[str] = Field([], description="the campaigns reported on (default: all)")
+    campaigns: list[str] = Field(default=[], description="the campaigns reported on (default: all)")
     by: Literal["borough", "organisation", "role"] = "borough"
 
 
@@ -278,10 +278,10 @@ class Goal(_Strict):
 class Tracking(_Strict):
     """What SendGrid may track of this campaign's messages (default: nothing)."""
 
-    opens: bool = Field(False, description="a tracking pixel: under PECR it needs consent")
-    clicks: bool = Field(False, description="links rewritten through SendGrid (comms's own "
+    opens: bool = Field(default=False, description="a tracking pixel: under PECR it needs consent")
+    clicks: bool = Field(default=False, description="links rewritten through SendGrid (comms's own "
                          "links never are)")
-    honeypot: bool = Field(False, description="one hidden link no person can click: a click "
+    honeypot: bool = Field(default=False, description="one hidden link no person can click: a click "
                            "on it marks the message's clicks around it as machine")
 
     @model_validator(mode="after")
@@ -335,7 +335,7 @@ def check_references(campaign: Campaign, located: _yaml.Located, *, schedules: C
 
     if campaign.schedule and campaign.schedule not in schedules:
         problem(("schedule",), f"unknown schedule '{campaign.schedule}' "
-                f"(schedules are: {_names(schedules)})")
+                f"(schedules are: {_names(schedules)})" + suggestion(campaign.schedule, schedules))
     events = [e.id for e in campaign.events]
     steps = [s.id for s in campaign.steps]
     for kind, ids in (("event", events), ("step", steps)):
@@ -345,13 +345,18 @@ def check_references(campaign: Campaign, located: _yaml.Located, *, schedules: C
                 problem((f"{kind}s", i, "id"), f"duplicate {kind} id '{ident}'")
             seen.add(ident)
 
+    twice = len(set(steps)) < len(steps)  # references to them would only echo that
+
     def step_ref(loc: tuple[str | int, ...], name: str | None, own: str) -> None:
-        if name is not None and (name not in steps or name == own):
-            problem(loc, f"unknown step '{name}' (steps are: {_names(s for s in steps if s != own)})")
+        others = [s for s in steps if s != own]
+        if name is not None and name not in others and not twice:
+            problem(loc, f"unknown step '{name}' (steps are: {_names(others)})"
+                    + suggestion(name, others))
 
     def event_ref(loc: tuple[str | int, ...], name: str | None) -> None:
         if name is not None and name not in events:
-            problem(loc, f"unknown event '{name}' (events are: {_names(events)})")
+            problem(loc, f"unknown event '{name}' (events are: {_names(events)})"
+                    + suggestion(name, events))
 
     for i, step in enumerate(campaign.steps):
         here: tuple[str | int, ...] = ("steps", i)
@@ -359,7 +364,7 @@ def check_references(campaign: Campaign, located: _yaml.Located, *, schedules: C
             problem(here + ("template",), f"unknown template '{step.template}' "
                     f"(expected templates/{step.template}.html.j2)")
         event_ref(here + ("event",), step.event)
-        if step.after_step:
+        if step.after_step and step.after_step.step != step.id:  # itself: a cycle, said below
             step_ref(here + ("after", "step"), step.after_step.step, step.id)
         if step.after_event:
             event_ref(here + ("after", "event"), step.after_event.event)
@@ -378,7 +383,8 @@ def check_references(campaign: Campaign, located: _yaml.Located, *, schedules: C
         problems.append(located.error(("tracking", "opens"), "opens are tracked with a pixel, "
                                       "which needs the recipients' consent under PECR (README: "
                                       "Tracking and consent)", warning=True))
-    problems += _after_cycles(campaign, located)
+    if not twice:
+        problems += _after_cycles(campaign, located)
     return problems
 
 

@@ -20,7 +20,7 @@ import click
 from . import __version__, output
 from .app import App
 from .clock import human
-from .errors import CommsError, ConfigError, ConfigErrors, NotFound, Refused
+from .errors import CommsError, ConfigError, ConfigErrors, NotFound, Refused, suggestion
 from .stopping import ForcedStop
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -238,7 +238,8 @@ def preview(campaign: str, step: str, email: str, project_dir: Path | None) -> N
 
 @cli.command()
 @click.argument("campaign", shell_complete=_complete_campaigns)
-@click.option("--step", "steps", multiple=True, shell_complete=_complete_steps, help="Send this step now, whatever its timing "
+@click.option("--step", "steps", multiple=True, shell_complete=_complete_steps,
+              help="Send this step now, whatever its timing "
               "and the schedule's window (repeatable). Without it: what `comms run` would send "
               "now.")
 @click.option("--dry-run", is_flag=True, help="Render and count; send nothing, write nothing.")
@@ -276,7 +277,8 @@ def send(campaign: str, steps: tuple[str, ...], dry_run: bool, resend_uncertain:
     unknown = [s for s in steps if chosen.step(s) is None]
     if unknown:
         known = ", ".join(s.id for s in chosen.steps)
-        raise NotFound(f"unknown step '{unknown[0]}' in {campaign} (steps are: {known})")
+        raise NotFound(f"unknown step '{unknown[0]}' in {campaign} (steps are: {known})"
+                       + suggestion(unknown[0], [s.id for s in chosen.steps]))
     if as_email is not None and test_to is None:
         raise NotFound("--as goes with --test-to")
     if test_to is not None:
@@ -530,6 +532,9 @@ def contacts_forget(email: str, yes: bool, project_dir: Path | None) -> None:
     from .privacy import forget_person
 
     if not yes:
+        if not sys.stdin.isatty():
+            raise Refused("contacts forget asks for confirmation: pass --yes to confirm without "
+                          "a terminal")
         click.confirm(f"Erase everything comms holds about {email}? This cannot be undone",
                       abort=True)
     app = make_app(project_dir)
@@ -811,7 +816,7 @@ def pairs_status(round_id: str | None, fmt: str, project_dir: Path | None) -> No
     rounds = app.project.rounds.pairs
     if round_id is not None and round_id not in rounds:
         raise NotFound(f"unknown round of pairs '{round_id}' (rounds are: "
-                       f"{', '.join(sorted(rounds)) or 'none'})")
+                       f"{', '.join(sorted(rounds)) or 'none'})" + suggestion(round_id, rounds))
     app.sync_directory()
     with app.store.read() as conn:
         rows = pairs.listing(conn, round_id, introductions(app.project.campaigns.values()))
@@ -854,7 +859,8 @@ def report_group(ctx: click.Context, campaign: str | None, by: str, fmt: str, ou
 
 @report_group.command("chase")
 @click.argument("campaign", shell_complete=_complete_campaigns)
-@click.option("--step", shell_complete=_complete_steps, help="Only people who have not responded to this step.")
+@click.option("--step", shell_complete=_complete_steps,
+              help="Only people who have not responded to this step.")
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write to this file instead of the terminal.")
 @format_option("csv", "table", "json")

@@ -1,13 +1,17 @@
 """Dispatch: claim sends in the store, compose, hand to the transport, record; exactly once.
 
-At most ``concurrency`` sends are claimed and not yet recorded at any moment, so a crash leaves
-at most that many ``uncertain`` (maybe sent, maybe not); they are reported, never re-sent silently.
+At most ``concurrency`` sends are claimed and not yet recorded at any moment (for a transport
+whose :class:`~comms.transports.base.Limits` allow it, a concurrency that adapts to the provider,
+up to ``max_in_flight``), so a crash leaves at most that many ``uncertain`` (maybe sent, maybe
+not); they are reported, never re-sent silently. Rate limits are token buckets in the store,
+shared by every process using it.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,13 +32,13 @@ from .errors import (
 from .events import EventCancelled
 from .message import Composer, Pairing, PreparedStep
 from .stopping import ForcedStop
-from .store import Conn, Store, rsvps, runs
+from .store import Conn, Store, ratelimit, rsvps, runs
 from .store import campaigns as stored_campaigns
 from .store import events as stored_events
 from .store import pairs as stored_pairs
 from .store import sends as ledger
 from .targeting import Target
-from .transports.base import Transport
+from .transports.base import NO_LIMITS, Limits, Transport
 
 MAX_BACKOFF = 300.0  # seconds: the longest wait between attempts comms chooses itself
 MAX_RETRY_AFTER = 3600.0  # seconds: the longest a provider's Retry-After is honoured for
@@ -105,10 +109,16 @@ class Progress(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Policy:
+    """How a dispatcher sends. ``concurrency`` is where sending starts (and stays, unless the
+    transport's limits let it adapt, up to ``max_in_flight`` when set here, else theirs);
+    ``max_per_minute`` is shared by every dispatcher on the store using the same ``rate_name``."""
+
     concurrency: int = 8
     max_attempts: int = 5
     max_per_minute: int | None = None
     backoff_base: float = 1.0
+    max_in_flight: int | None = None
+    rate_name: str = "schedule"
 
 
 class Dispatcher:
@@ -265,46 +275,49 @@ class Dispatcher:
         Stopping (``stopping`` set) claims nothing more and lets what is in flight finish; a
         forced stop leaves what is in flight uncertain. A result is dropped from memory only once
         the transaction recording it has committed."""
-        limit = max(1, self.policy.concurrency)
-        refill = max(1, limit // 2)  # claim and record in batches, not one message at a time
-        bucket = _Bucket(self.policy.max_per_minute, self.clock, self.stopping)
+        window = self._window()
+        bucket = _Buckets(self.store, self._limits(), self.clock, self.stopping)
         in_flight: dict[Future[_Result], int] = {}
         done: list[_Result] = []
         exhausted = False
         beating = self.clock.every(runs.HEARTBEAT, lambda: self._beat(run_id))
-        with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="comms-send") as pool:
+        with ThreadPoolExecutor(max_workers=window.ceiling,
+                                thread_name_prefix="comms-send") as pool:
             try:
                 while True:
                     now = self.clock.now()
                     stop = self.stopping.is_set()
-                    free = 0 if exhausted or stop else bucket.take(limit - len(in_flight))
+                    room = 0 if exhausted or stop else max(0, window.limit - len(in_flight))
+                    free = bucket.take(room, now) if room else 0
                     with self.store.write() as conn:
                         self._record(conn, run_id, done, now)
                         claimed = (ledger.claim(conn, key, run_id, free, now, sequence=sequence)
                                    if free else [])
                         pairings = pairings_of(conn, prepared.step, [
                             job.stakeholder["stakeholder_id"] for job in claimed])
+                        bucket.give_back(conn, free - len(claimed), now)
                     self._count(done, summary)
                     done = []
                     if free and len(claimed) < free:
                         exhausted = True
-                    bucket.give_back(free - len(claimed))
                     for job in claimed:
                         pairing = pairings.get(job.stakeholder["stakeholder_id"])
                         in_flight[pool.submit(self._attempt, prepared, job, pairing)] = job.id
                     if not in_flight:
                         if exhausted or stop or not self._has_pending(key):
                             break
-                        bucket.wait()
+                        self.clock.wait(max(0.01, bucket.wait), self.stopping)
                         continue
                     # Wait for results: all of them at the end, at least one when this round
                     # claimed nothing (stopping, rate-limited), else until half the window is free.
                     settle = exhausted or stop or not claimed
-                    while in_flight and (settle or limit - len(in_flight) < refill):
+                    while in_flight and (settle or window.limit - len(in_flight) < window.refill):
                         finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                         for future in finished:
                             del in_flight[future]
-                            done.append(future.result())
+                            result = future.result()
+                            window.observe(result)
+                            done.append(result)
                         settle = exhausted or self.stopping.is_set()
             except ForcedStop:
                 # A second signal: nothing more is waited for. What went is recorded; what is
@@ -338,6 +351,33 @@ class Dispatcher:
                     with self.store.write() as conn:
                         self._record(conn, run_id, done, self.clock.now())
                     self._count(done, summary)
+
+    def _window(self) -> _Window:
+        """Concurrency as the transport allows: fixed, or adapting up to ``max_in_flight``."""
+        start = max(1, self.policy.concurrency)
+        most = self._transport_limits().max_in_flight
+        if most is None:
+            return _Window(start, start)
+        if self.policy.max_in_flight is not None:
+            most = self.policy.max_in_flight
+        return _Window(min(start, most), max(1, most))
+
+    def _transport_limits(self) -> Limits:
+        limits = getattr(self.transport, "limits", NO_LIMITS)
+        return limits if isinstance(limits, Limits) else NO_LIMITS
+
+    def _limits(self) -> list[ratelimit.Limit]:
+        """The store's buckets this dispatcher draws on: the schedule's, the transport's."""
+        found = []
+        if self.policy.max_per_minute:
+            found.append(ratelimit.Limit.per_minute(self.policy.rate_name,
+                                                    self.policy.max_per_minute))
+        caps, name = self._transport_limits(), getattr(self.transport, "name", "transport")
+        if caps.per_minute:
+            found.append(ratelimit.Limit.per_minute(f"transport:{name}:minute", caps.per_minute))
+        if caps.per_day:
+            found.append(ratelimit.Limit.per_day(f"transport:{name}:day", caps.per_day))
+        return found
 
     def _beat(self, run_id: str) -> None:
         """This run is alive (from the clock's timer, whatever the sends are doing)."""
@@ -380,12 +420,13 @@ class Dispatcher:
                  pairing: Pairing | None = None) -> _Result:
         person = from_row(job.stakeholder)
         attempts: list[ledger.Attempt] = []
+        throttled: list[float] = []  # each 429/5xx: its Retry-After (0 when none)
 
         def outcome(status: str, error: str | None = None, *, retryable: bool = False,
-                    provider_id: str | None = None) -> _Result:
+                    provider_id: str | None = None, latency: float | None = None) -> _Result:
             return _Result(person.email, job.id, ledger.Outcome(
                 send_id=job.id, status=status, attempts=len(attempts), error=error,
-                retryable=retryable, provider_id=provider_id), attempts)
+                retryable=retryable, provider_id=provider_id), attempts, latency, throttled)
 
         def attempt(kind: str, exc: TransportError | None = None) -> None:
             attempts.append(ledger.Attempt(send_id=job.id, at=self.clock.now(), outcome=kind,
@@ -399,6 +440,7 @@ class Dispatcher:
         except TemplateError as exc:
             return outcome("failed", exc.location_message())
         for n in range(1, self.policy.max_attempts + 1):
+            started = self.clock.now()
             try:
                 provider_id = self.transport.send(message)
             except AmbiguousError as exc:
@@ -406,17 +448,21 @@ class Dispatcher:
                 return outcome("uncertain", str(exc))
             except TransientError as exc:
                 attempt("transient", exc)
+                if exc.status is not None and (exc.status == 429 or exc.status >= 500):
+                    throttled.append(min(exc.retry_after or 0.0, MAX_RETRY_AFTER))
                 if n == self.policy.max_attempts:
                     return outcome("failed", f"gave up after {n} attempts: {exc}",
                                    retryable=True)
                 if self.clock.wait(self._backoff(n, exc.retry_after), self.stopping):
-                    return _Result(person.email, job.id, None, attempts)  # stopping: unsent
+                    return _Result(person.email, job.id, None, attempts,  # stopping: unsent
+                                   throttled=throttled)
             except (PermanentError, CommsError) as exc:
                 attempt("permanent", exc if isinstance(exc, TransportError) else None)
                 return outcome("failed", str(exc))
             else:
                 attempt("sent")
-                return outcome("sent", provider_id=provider_id)
+                return outcome("sent", provider_id=provider_id,
+                               latency=(self.clock.now() - started).total_seconds())
         return outcome("failed", "no attempt was allowed (COMMS_MAX_ATTEMPTS)")
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
@@ -435,36 +481,81 @@ class _Result:
     send_id: int
     outcome: ledger.Outcome | None
     attempts: list[ledger.Attempt]
+    latency: float | None = None  # seconds the transport took to accept it
+    throttled: Sequence[float] = ()  # the provider's 429/5xx on the way: each Retry-After
 
 
-class _Bucket:
-    """A per-minute rate limit on claims (no limit when ``per_minute`` is None)."""
+class _Buckets:
+    """The rate limits a dispatch draws on: token buckets in the store, shared by every process
+    using it (nothing to take, no transaction, when there are none)."""
 
-    def __init__(self, per_minute: int | None, clock: Clock, stopping: threading.Event) -> None:
-        self.per_minute = per_minute
-        self.clock = clock
-        self.stopping = stopping
-        self.tokens = float(per_minute or 0)
-        self.stamp = clock.now()
+    def __init__(self, store: Store, limits: list[ratelimit.Limit], clock: Clock,
+                 stopping: threading.Event) -> None:
+        self.store, self.limits, self.clock, self.stopping = store, limits, clock, stopping
+        self.wait = 0.0  # after a take that granted nothing: seconds until one is allowed
 
-    def take(self, wanted: int) -> int:
-        if self.per_minute is None:
+    def take(self, wanted: int, now: datetime) -> int:
+        if not self.limits:
             return max(0, wanted)
-        now = self.clock.now()
-        elapsed = (now - self.stamp).total_seconds()
-        self.stamp = now
-        self.tokens = min(float(self.per_minute), self.tokens + elapsed * self.per_minute / 60)
-        granted = max(0, min(wanted, int(self.tokens)))
-        self.tokens -= granted
-        return granted
+        with self.store.write() as conn:
+            grant = ratelimit.take(conn, self.limits, wanted, now)
+        self.wait = grant.wait
+        return grant.granted
 
-    def give_back(self, unused: int) -> None:
-        if self.per_minute is not None and unused > 0:
-            self.tokens += unused
+    def give_back(self, conn: Conn, unused: int, now: datetime) -> None:
+        if self.limits and unused > 0:
+            ratelimit.give_back(conn, self.limits, unused, now)
 
-    def wait(self) -> None:
-        if self.per_minute is not None:
-            self.clock.wait(max(0.01, (1 - self.tokens) * 60 / self.per_minute), self.stopping)
+
+class _Window:
+    """How many sends may be in flight: fixed (``ceiling`` = ``start``), or adapting to the
+    provider between 1 and ``ceiling``.
+
+    Judged once per window of ``limit`` results: a 429 or 5xx in it halves the window (each
+    message itself waits out the provider's Retry-After or X-RateLimit-Reset before it is tried
+    again); a window with none and few ambiguous results, whose median latency is high
+    (``SLOW``) and not yet swollen by queueing (within ``QUEUEING`` of the best seen), doubles
+    it: with a slow provider more in flight is more sent per second, with a fast one more threads
+    would only queue for the CPU."""
+
+    SLOW = 0.02  # seconds: below this, the threads already keep up
+    QUEUEING = 2.0  # median latency this many times the best: the extra in flight only waits
+    RARE = 0.01  # the share of ambiguous results a growing window may have
+
+    def __init__(self, start: int, ceiling: int) -> None:
+        self.limit, self.ceiling = start, ceiling
+        self.adaptive = ceiling > start
+        self._latencies: list[float] = []
+        self._seen = self._ambiguous = self._throttled = 0
+        self._best: float | None = None
+
+    @property
+    def refill(self) -> int:
+        return max(1, self.limit // 2)  # claim and record in batches, not one at a time
+
+    def observe(self, result: _Result) -> None:
+        if not self.adaptive:
+            return
+        self._seen += 1
+        self._throttled += len(result.throttled)
+        if result.latency is not None:
+            self._latencies.append(result.latency)
+        elif result.outcome is not None and result.outcome.status == "uncertain":
+            self._ambiguous += 1
+        if self._seen >= self.limit:
+            self._judge()
+
+    def _judge(self) -> None:
+        latencies = sorted(self._latencies)
+        if self._throttled:
+            self.limit = max(1, self.limit // 2)
+        elif latencies and self._ambiguous <= self.RARE * self._seen:
+            median = latencies[len(latencies) // 2]
+            self._best = median if self._best is None else min(self._best, median)
+            if self.SLOW <= median <= self.QUEUEING * self._best:
+                self.limit = min(self.ceiling, self.limit * 2)
+        self._latencies = []
+        self._seen = self._ambiguous = self._throttled = 0
 
 
 def pairings_of(conn: Conn, step: Step, mentee_ids: list[int]) -> dict[int, Pairing]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -85,3 +86,15 @@ class Refused(CommsError):
 
 class NotFound(CommsError):
     """A named campaign, step, event or stakeholder does not exist."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str | None:
+    """The one of ``choices`` closest to a mistyped ``name``, if any is close enough."""
+    found = difflib.get_close_matches(name, [str(c) for c in choices], n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def suggestion(name: str, choices: Iterable[str]) -> str:
+    """`` — did you mean X?`` to end a message naming an unknown ``name`` (else nothing)."""
+    match = did_you_mean(name, choices)
+    return f" — did you mean {match}?" if match else ""

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._types import email_key
 from .campaign import Campaign, Event, Step
-from .errors import CommsError, ConfigError, ConfigErrors, NotFound
+from .errors import CommsError, ConfigError, ConfigErrors, NotFound, suggestion
 from .invite import Method
 from .store import attendance, feedback, rsvps, sends
 from .store.events import EventState
@@ -61,7 +61,8 @@ def find_event(campaigns: dict[str, Campaign], name: str) -> tuple[Campaign, Eve
         return found[0]
     if not found:
         known = ", ".join(f"{c.id}/{e.id}" for c in campaigns.values() for e in c.events)
-        raise NotFound(f"unknown event '{name}' (events are: {known or 'none'})")
+        raise NotFound(f"unknown event '{name}' (events are: {known or 'none'})"
+                       + suggestion(event_id, [e.id for c in campaigns.values() for e in c.events]))
     raise NotFound(f"event '{name}' is in several campaigns: name it as CAMPAIGN/{event_id}")
 
 

@@ -14,10 +14,13 @@ rows.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -29,13 +32,18 @@ from .errors import ConfigError, TemplateError
 from .message import Composer, Pairing
 from .plan import zone_of
 from .project import Project
+from .render import HTML_SUFFIX, TEXT_SUFFIX, Renderer
 from .schedule import exists_locally
 from .store import Conn, Store
 from .store import stakeholders as people
 from .store.stakeholders import ids_by_email, sync
 from .tokens import Tokens
+from .transports.base import Message
 
 PREVIEW_UID = "0" * 32
+MAX_SUBJECT = 78  # characters of a subject line (RFC 5322's line length; inboxes show fewer)
+MIN_TEXT_WORDS = 20  # words of visible text an HTML body needs to make a text part from
+_WORD = re.compile(r"\w+")
 STANDARD_FIELDS = ("first_name", "last_name", "organisation", "borough", "job_title")
 Shape = tuple[Any, ...]
 
@@ -44,16 +52,28 @@ def check(project: Project, *, timezone: str, now: datetime) -> list[ConfigError
     """All problems of the project: load errors, then audiences and rendering (warnings too)."""
     problems = list(project.problems)
     composer = _composer(project, timezone)
+    html = HtmlChecks(project.renderer)
+    # with nobody, or people left out for errors in their rows, "matches nobody" says nothing new
+    sound_directory = project.directory.people and not any(
+        not p.warning for p in project.directory.problems)
     with _scratch(project, now) as scratch:
         for campaign_id, campaign in project.campaigns.items():
             located = project.sources[campaign_id]
-            if not people.count(scratch.conn, targeting.audience_of(campaign)):
+            if sound_directory and not people.count(scratch.conn, targeting.audience_of(campaign)):
                 problems.append(located.error(("audience",), "audience matches nobody in "
                                               "stakeholders/", warning=True))
             problems += _organisers_invited(scratch.conn, campaign, located)
             problems += _campaign_problems(scratch, composer, campaign, located,
-                                           zone_of(project, campaign, timezone), now)
-    return list({p.location_message(): p for p in problems}.values())  # a layout's error once
+                                           zone_of(project, campaign, timezone), now,
+                                           _broken_steps(project.errors, located, campaign))
+            for step in campaign.steps:
+                problems += html.of(step.template)
+    return _once(problems)
+
+
+def _once(problems: Iterable[ConfigError]) -> list[ConfigError]:
+    """Each problem once (a layout's error is found through every step that uses it)."""
+    return list({p.location_message(): p for p in problems}.values())
 
 
 def check_campaign(project: Project, campaign: Campaign, *, timezone: str,
@@ -62,9 +82,9 @@ def check_campaign(project: Project, campaign: Campaign, *, timezone: str,
     representative recipient of each shape it reaches, and local times skipped by a clock
     change. Writes nothing (for ``comms send`` to call before it sends)."""
     with _scratch(project, now) as scratch:
-        return _campaign_problems(scratch, _composer(project, timezone), campaign,
-                                  project.sources[campaign.id],
-                                  zone_of(project, campaign, timezone), now)
+        return _once(_campaign_problems(scratch, _composer(project, timezone), campaign,
+                                        project.sources[campaign.id],
+                                        zone_of(project, campaign, timezone), now))
 
 
 def _composer(project: Project, timezone: str) -> Composer:
@@ -131,11 +151,23 @@ def shape(person: Stakeholder) -> Shape:
             tuple(sorted((name, type(value).__name__) for name, value in person.attributes.items())))
 
 
+def _broken_steps(errors: Iterable[ConfigError], located: _yaml.Located,
+                  campaign: Campaign) -> set[int]:
+    """The steps with an error of their own already (an unknown event, step or template):
+    rendering them would only say the same again, less clearly."""
+    path = str(located.path)
+    return {i for i in range(len(campaign.steps)) for e in errors
+            if e.path == path and e.key is not None
+            and (e.key == f"steps[{i}]" or e.key.startswith((f"steps[{i}].", f"steps[{i}][")))}
+
+
 def _campaign_problems(scratch: _Scratch, composer: Composer, campaign: Campaign,
-                       located: _yaml.Located, zone: ZoneInfo, now: datetime) -> list[ConfigError]:
+                       located: _yaml.Located, zone: ZoneInfo, now: datetime,
+                       broken: set[int] = frozenset()) -> list[ConfigError]:  # type: ignore[assignment]
     problems = _clock_changes(campaign, located, zone)
     for index in range(len(campaign.steps)):
-        problems += _step_problems(scratch, composer, campaign, index, located, now)
+        if index not in broken:
+            problems += _step_problems(scratch, composer, campaign, index, located, now)
     return problems
 
 
@@ -151,22 +183,38 @@ def _step_problems(scratch: _Scratch, composer: Composer, campaign: Campaign, in
     except TemplateError as exc:
         return [_in_campaign(exc, located, index)]
     failures: dict[str, tuple[TemplateError, int]] = {}
+    rendered: list[Message] = []
     for person, count in _representatives(scratch, campaign, step):
         pairing = None
         if step.pairs is not None:
             pairing = Pairing(mentor=scratch.mentors.get(step.pairs, person), mentee=person,
                               note="a note")
         try:
-            prepared.message(person, PREVIEW_UID, pairing)
+            rendered.append(prepared.message(person, PREVIEW_UID, pairing))
         except TemplateError as exc:
             key = f"{exc.path}:{exc.line}:{exc.message.split(' (')[0]}"
             first, seen = failures.get(key, (exc, 0))
             failures[key] = (first, seen + count)
-    problems: list[ConfigError] = []
+    problems = _rendered_problems(step, index, located, rendered)
     for first, count in failures.values():
         more = f" (and {count - 1} more recipients)" if count > 1 else ""
         problems.append(_in_campaign(first, located, index, more,
                                      f"; step '{step.id}' of {located.path}"))
+    return problems
+
+
+def _rendered_problems(step: Step, index: int, located: _yaml.Located,
+                       rendered: list[Message]) -> list[ConfigError]:
+    """Warnings about the messages as people get them: a subject too long for an inbox."""
+    if not rendered:
+        return []
+    problems = []
+    longest = max(rendered, key=lambda m: len(m.subject))
+    if len(longest.subject) > MAX_SUBJECT:
+        problems.append(located.error(
+            ("steps", index, "subject"), f"the subject is {len(longest.subject)} characters once "
+            f"rendered (for {longest.to.email}): over {MAX_SUBJECT}, inboxes cut it short; "
+            "shorten it", warning=True))
     return problems
 
 
@@ -223,3 +271,129 @@ def _clock_changes(campaign: Campaign, located: _yaml.Located, zone: ZoneInfo) -
             problems.append(located.error(loc, f"{moment:%Y-%m-%d %H:%M} does not exist in "
                                           f"{moment_zone.key} (the clocks go forward then)"))
     return problems
+
+
+# --- what the HTML of templates gets wrong for readers (warnings) -------------------------------
+
+VAGUE_LINKS = frozenset({"click here", "here", "read more", "more", "click", "link", "this link",
+                         "click this link", "find out more"})
+_JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
+
+
+class HtmlChecks:
+    """Warnings about the HTML templates a step reads: ``<html>`` without ``lang``, ``<img>``
+    without ``alt``, link text that says nothing out of context. Each file is read once."""
+
+    def __init__(self, renderer: Renderer) -> None:
+        self.renderer = renderer
+        self._done: set[Path] = set()
+        self._twins: set[str] = set()
+
+    def of(self, template: str) -> list[ConfigError]:
+        if not self.renderer.exists(template):
+            return []
+        try:
+            files = self.renderer.files_of(template)
+        except Exception:  # a template that cannot be read: said elsewhere
+            return []
+        problems = self._text_twin(template)
+        for path in files:
+            if path in self._done or not path.name.endswith(HTML_SUFFIX):
+                continue
+            self._done.add(path)
+            try:
+                source = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue  # said elsewhere
+            shown = self.renderer.display(str(path))
+            problems += [ConfigError(message, path=shown, line=line, warning=True)
+                         for line, message in html_warnings(source)]
+        return problems
+
+    def _text_twin(self, template: str) -> list[ConfigError]:
+        """An HTML body without a ``.txt.j2`` twin needs words enough (its own, not its
+        layout's) for the plain-text part made from it to say something."""
+        if self.renderer.has_text(template) or template in self._twins:
+            return []
+        self._twins.add(template)
+        try:
+            source, filename, _ = self.renderer.env.loader.get_source(  # type: ignore[union-attr]
+                self.renderer.env, f"{template}{HTML_SUFFIX}")
+        except Exception:  # a template that cannot be read: said elsewhere
+            return []
+        words = visible_words(source)
+        if words >= MIN_TEXT_WORDS:
+            return []
+        return [ConfigError(f"no text twin, and only {words} word{'s' * (words != 1)} of text "
+                            "to make the plain-text part from: write "
+                            f"templates/{template}{TEXT_SUFFIX}",
+                            path=self.renderer.display(filename or template), line=1,
+                            warning=True)]
+
+
+def visible_words(source: str) -> int:
+    """Words of visible text in a template's HTML: each ``{{ value }}`` one word, statements,
+    comments, tags, styles and scripts none."""
+    masked = _JINJA.sub(lambda m: " x " if m.group().startswith("{{") else " ", source)
+    parser = _TextReader()
+    parser.feed(masked)
+    parser.close()
+    return len(_WORD.findall(" ".join(parser.parts)))
+
+
+class _TextReader(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._hidden += tag in ("style", "script", "head", "title")
+
+    def handle_endtag(self, tag: str) -> None:
+        self._hidden -= tag in ("style", "script", "head", "title") and self._hidden > 0
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden:
+            self.parts.append(data)
+
+
+def html_warnings(source: str) -> list[tuple[int, str]]:
+    """(line, message) of each problem of a template's HTML (its Jinja masked out, lines kept)."""
+    masked = _JINJA.sub(lambda m: re.sub(r"[^\n]", "x", m.group()), source)
+    parser = _HtmlReader()
+    parser.feed(masked)
+    parser.close()
+    return parser.found
+
+
+class _HtmlReader(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: list[tuple[int, str]] = []
+        self._link: tuple[int, list[str]] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        names = {name for name, _ in attrs}
+        line = self.getpos()[0]
+        if tag == "html" and "lang" not in names:
+            self.found.append((line, '<html> has no lang: add lang="en-GB" (or the language '
+                               "of the message), so that screen readers read it right"))
+        elif tag == "img" and "alt" not in names:
+            self.found.append((line, '<img> has no alt text: add alt="what it shows" (alt="" '
+                               "for a decoration)"))
+        elif tag == "a":
+            self._link = (line, [])
+
+    def handle_data(self, data: str) -> None:
+        if self._link is not None:
+            self._link[1].append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._link is not None:
+            line, parts = self._link
+            text = " ".join("".join(parts).split())
+            if " ".join(re.findall(r"[a-z']+", text.lower())) in VAGUE_LINKS:
+                self.found.append((line, f"link text '{text}' says nothing out of context: say "
+                                   "where it goes (like 'the workshop programme')"))
+            self._link = None

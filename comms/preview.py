@@ -11,7 +11,7 @@ from .app import App
 from .audience import Stakeholder
 from .campaign import Step
 from .dispatch import compose
-from .errors import NotFound
+from .errors import NotFound, suggestion
 from .message import Pairing
 from .transports.base import Message
 
@@ -28,7 +28,8 @@ def preview(app: App, campaign_id: str, step_id: str, email: str) -> Preview:
     step = campaign.step(step_id)
     if step is None:
         known = ", ".join(s.id for s in campaign.steps)
-        raise NotFound(f"unknown step '{step_id}' in {campaign_id} (steps are: {known})")
+        raise NotFound(f"unknown step '{step_id}' in {campaign_id} (steps are: {known})"
+                       + suggestion(step_id, [s.id for s in campaign.steps]))
     person = next((p for p in app.project.directory.people if p.key == email_key(email)), None)
     if person is None:
         raise NotFound(f"no stakeholder {email} in stakeholders/")

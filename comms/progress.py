@@ -19,7 +19,6 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-
 PACE_NOTICE = timedelta(seconds=30)  # a send the rate limit stretches past this is announced
 
 

@@ -9,12 +9,13 @@ from pathlib import Path
 from . import _yaml
 from .audience import Directory, read_directory
 from .campaign import Campaign, check_references, load_campaign
-from .errors import ConfigError, ConfigErrors, NotFound
+from .errors import ConfigError, ConfigErrors, NotFound, Refused, suggestion
 from .pairs import Rounds, read_rounds
 from .render import Renderer
 from .schedule import Schedule, load_schedule
 
 STAKEHOLDER_SUFFIXES = (".csv", ".yaml", ".yml")
+NOT_IN_DIRECTORY = "is not in the directory (stakeholders/)"  # how pairs.py says so
 
 
 @dataclass
@@ -50,7 +51,8 @@ class Project:
             return self.campaigns[campaign_id]
         except KeyError:
             known = ", ".join(sorted(self.campaigns)) or "none"
-            raise NotFound(f"unknown campaign '{campaign_id}' (campaigns are: {known})") from None
+            raise NotFound(f"unknown campaign '{campaign_id}' (campaigns are: {known})"
+                           + suggestion(campaign_id, self.campaigns)) from None
 
     def raise_errors(self) -> None:
         if self.errors:
@@ -59,6 +61,8 @@ class Project:
 
 def load_project(root: Path) -> Project:
     """Read every file of the project at ``root``; problems are collected, not raised."""
+    if not root.is_dir():
+        raise Refused(f"no folder {root} (--project)")
     root = root.resolve()
     if not (root / "campaigns").is_dir():
         raise ConfigErrors([ConfigError(
@@ -96,8 +100,9 @@ def load_project(root: Path) -> Project:
             template_exists=project.renderer.exists)
     project.directory = read_directory(project.stakeholder_files, root)
     project.problems += project.directory.problems
+    project.problems += _empty(project)
     project.rounds = read_rounds(root, project.directory.people)
-    project.problems += project.rounds.problems
+    project.problems += _not_follow_ons(project.rounds.problems, project.directory)
     for campaign_id, campaign in project.campaigns.items():
         for i, step in enumerate(campaign.steps):
             for j, name in enumerate(step.report.campaigns if step.report else []):
@@ -105,13 +110,34 @@ def load_project(root: Path) -> Project:
                     known = ", ".join(sorted(project.campaigns))
                     project.problems.append(project.sources[campaign_id].error(
                         ("steps", i, "report", "campaigns", j),
-                        f"unknown campaign '{name}' (campaigns are: {known})"))
+                        f"unknown campaign '{name}' (campaigns are: {known})"
+                        + suggestion(name, project.campaigns)))
             if step.pairs is not None and step.pairs not in project.rounds.pairs:
                 known = ", ".join(sorted(project.rounds.pairs)) or "none"
                 project.problems.append(project.sources[campaign_id].error(
                     ("steps", i, "pairs"), f"unknown round of pairs '{step.pairs}' (expected "
                     f"pairs/{step.pairs}.csv; rounds are: {known})"))
     return project
+
+
+def _not_follow_ons(pairs: list[ConfigError], directory: Directory) -> list[ConfigError]:
+    """The problems of pairs/ without "not in the directory" while the directory has errors
+    of its own: people of rows (or files) with errors are not read, so are not in it."""
+    if not any(not p.warning for p in directory.problems):
+        return pairs
+    return [p for p in pairs if not p.message.endswith(NOT_IN_DIRECTORY)]
+
+
+def _empty(project: Project) -> list[ConfigError]:
+    """Warnings for a project with nothing yet to send, or nobody to send it to."""
+    found = []
+    if not _yaml_files(project.root / "campaigns"):
+        found.append(ConfigError("no campaign files yet (campaigns/*.yaml)", path="campaigns/",
+                                 warning=True))
+    if not project.stakeholder_files:
+        found.append(ConfigError("no stakeholders yet (stakeholders/*.csv or *.yaml)",
+                                 path="stakeholders/", warning=True))
+    return found
 
 
 def _raw_id(path: Path, root: Path) -> list[str]:

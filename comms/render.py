@@ -28,7 +28,7 @@ from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from ._text import html_to_text
 from ._yaml import decode_utf8
-from .errors import ConfigError, TemplateError
+from .errors import ConfigError, TemplateError, did_you_mean
 
 HTML_SUFFIX = ".html.j2"
 BUILTIN = Path(__file__).parent / "templates"  # defaults a project's templates/ may override
@@ -69,7 +69,7 @@ class Renderer:
         self.templates_dir = templates_dir
         self.env = BoundedSandbox(
             loader=_Utf8Loader([templates_dir, BUILTIN], display=self._display),
-            undefined=jinja2.StrictUndefined,
+            undefined=StrictUndefined,
             autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2", "html"),
                                                 default_for_string=False),
             auto_reload=False,
@@ -84,6 +84,11 @@ class Renderer:
         return any((folder / f"{template}{HTML_SUFFIX}").is_file()
                    for folder in (self.templates_dir, BUILTIN))
 
+    def has_text(self, template: str) -> bool:
+        """Whether a step's template has its ``.txt.j2`` text twin."""
+        return any((folder / f"{template}{TEXT_SUFFIX}").is_file()
+                   for folder in (self.templates_dir, BUILTIN))
+
     def compile(self, template: str, subject: str) -> StepTemplates:
         """Compile (once per process) a step's subject, HTML body and optional text twin."""
         key = (template, subject)
@@ -95,7 +100,7 @@ class Renderer:
 
     def _compile(self, template: str, subject: str) -> StepTemplates:
         text_name = f"{template}{TEXT_SUFFIX}"
-        has_text = any((folder / text_name).is_file() for folder in (self.templates_dir, BUILTIN))
+        has_text = self.has_text(template)
         reading = f"subject of {template}"
         try:
             compiled_subject = self.env.from_string(subject)
@@ -180,10 +185,10 @@ class Renderer:
         except TemplateError:
             raise  # already located (a template that is not UTF-8)
         except Exception as exc:  # anything a template can raise, from 1/0 to RecursionError
-            raise self._locate(exc, template, step, who) from None
+            raise self._locate(exc, template, step, who, context) from None
 
     def _locate(self, exc: Exception, template: jinja2.Template, step: StepTemplates,
-                who: str) -> TemplateError:
+                who: str, context: Mapping[str, Any] | None = None) -> TemplateError:
         if isinstance(exc, jinja2.TemplateSyntaxError) and exc.filename:  # an included template
             return TemplateError(f"template syntax: {exc.message}", path=self._display(exc.filename),
                                  line=exc.lineno)
@@ -198,8 +203,13 @@ class Renderer:
                 break
         if line is None and filename:
             line = 1  # beyond any one line (the message as a whole is too long)
-        return TemplateError(_message(exc) + (f" (rendering for {who})" if who else ""),
+        said = _message(exc, context or {})
+        return TemplateError(said + (f" (rendering for {who})" if who else ""),
                              path=path, line=line)
+
+    def display(self, filename: str) -> str:
+        """A template file's path as messages show it (``templates/...``)."""
+        return self._display(filename)
 
     def _display(self, filename: str) -> str:
         path = Path(filename)
@@ -279,8 +289,11 @@ def _frames(exc: BaseException) -> list[tuple[str, int]]:
     return frames
 
 
-def _message(exc: Exception) -> str:
+def _message(exc: Exception, context: Mapping[str, Any]) -> str:
     """What went wrong, in words: Jinja's own message, else the Python error named."""
+    undefined = _undefined(exc)
+    if undefined is not None:
+        return _undefined_message(undefined, context)
     if isinstance(exc, RecursionError):
         return NESTED_TOO_DEEP
     if isinstance(exc, jinja2.TemplateNotFound):
@@ -290,6 +303,89 @@ def _message(exc: Exception) -> str:
     if isinstance(exc, MemoryError):
         return "the template needs more memory than there is"
     return f"{type(exc).__name__}: {exc}"
+
+
+# Fields of an object that templates have no use for (where a directory row came from, the
+# address as a lookup key): left out of "stakeholder has: ...".
+UNSHOWN = frozenset({"source", "line", "key"})
+
+
+class _UndefinedError(jinja2.UndefinedError):
+    """An undefined value used: carries it, to say what was there instead."""
+
+    def __init__(self, undefined: jinja2.Undefined, message: str | None = None) -> None:
+        super().__init__(message)
+        self.undefined = undefined
+
+
+class StrictUndefined(jinja2.StrictUndefined):
+    """Jinja's strict undefined, whose error remembers it (``_undefined_message``)."""
+
+    __slots__ = ()
+
+    def __init__(self, hint: str | None = None, obj: Any = jinja2.utils.missing,
+                 name: str | None = None, exc: type[jinja2.TemplateRuntimeError] = _UndefinedError,
+                 ) -> None:
+        super().__init__(hint, obj, name, exc)
+        if exc is _UndefinedError:
+            self._undefined_exception = functools.partial(_UndefinedError, self)  # type: ignore[assignment]
+
+
+def _undefined(exc: BaseException) -> jinja2.Undefined | None:
+    """The undefined value whose use raised ``exc``."""
+    return exc.undefined if isinstance(exc, _UndefinedError) else None
+
+
+def _undefined_message(undefined: jinja2.Undefined, context: Mapping[str, Any]) -> str:
+    """``'evnt' is undefined (did you mean event?)``, or ``stakeholder has no attribute
+    'firstname' (did you mean first_name? stakeholder has: email, first_name, ...)``."""
+    name, owner = undefined._undefined_name, undefined._undefined_obj
+    if undefined._undefined_hint or not isinstance(name, str | int):
+        return undefined._undefined_message
+    if owner is jinja2.utils.missing:
+        match = did_you_mean(str(name), [n for n in context if isinstance(n, str)])
+        return f"'{name}' is undefined" + (f" (did you mean {match}?)" if match else "")
+    called = _name_of(owner, context)
+    has = _shown_names(owner)
+    match = did_you_mean(str(name), has)
+    mean = f"did you mean {match}? " if match else ""
+    listed = f"{called} has: {', '.join(has)}" if has else f"{called} is empty"
+    return f"{called} has no attribute {name!r} ({mean}{listed})"
+
+
+def _name_of(value: Any, context: Mapping[str, Any]) -> str:
+    """How a template names ``value``: ``stakeholder``, ``stakeholder.attributes``, else its
+    kind (``dict object``)."""
+    for name, top in context.items():
+        if top is value:
+            return str(name)
+    for name, top in context.items():
+        for field in _shown_names(top):
+            try:
+                inner = top[field] if isinstance(top, Mapping) else getattr(top, field)
+            except Exception:  # a property that fails is not the one
+                continue
+            if inner is value:
+                return f"{name}.{field}"
+    return f"{type(value).__name__} object"
+
+
+def _shown_names(value: Any) -> list[str]:
+    """What a template can read of ``value``: a mapping's keys; an object's fields and
+    properties (each property after the last field it reads), not methods nor private names."""
+    if isinstance(value, Mapping):
+        return [str(k) for k in value]
+    kind = type(value)
+    if kind.__module__ == "builtins":
+        return []
+    fields = list(getattr(kind, "__dataclass_fields__", None) or getattr(kind, "model_fields", {}))
+    properties = [n for n in dir(kind) if not n.startswith("_")
+                  and isinstance(getattr(kind, n, None), property) and n not in fields]
+    for name in properties:
+        reads = getattr(getattr(kind, name).fget, "__code__", None)
+        after = [fields.index(n) for n in (reads.co_names if reads else ()) if n in fields]
+        fields.insert(max(after) + 1 if after else len(fields), name)
+    return [n for n in fields if not n.startswith("_") and n not in UNSHOWN]
 
 
 class _Utf8Loader(jinja2.FileSystemLoader):

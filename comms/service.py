@@ -253,7 +253,8 @@ class Service:
     def _dispatcher(self, campaign: Campaign, progress: Progress | None = None) -> Dispatcher:
         schedule = schedule_of(self.project, campaign)
         dispatcher = self.app.dispatcher(
-            max_per_minute=schedule.max_per_minute if schedule else None, progress=progress)
+            max_per_minute=schedule.max_per_minute if schedule else None,
+            rate_name=f"schedule:{schedule.id}" if schedule else "schedule", progress=progress)
         self.dispatchers = [dispatcher]
         if self.stopping:
             dispatcher.stopping.set()

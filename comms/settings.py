@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     timezone: TimeZone = "Europe/London"
     concurrency: int = Field(8, ge=1, le=1_000)
     max_attempts: int = Field(5, ge=1, le=100)
+    # SendGrid: concurrency grows from `concurrency` up to this (what a crash can leave uncertain)
+    max_in_flight: int = Field(256, ge=1, le=4_096)
+    # caps on the transport for every process sharing the store (relays with quotas)
+    transport_max_per_minute: int | None = Field(None, gt=0, le=10_000_000)
+    transport_max_per_day: int | None = Field(None, gt=0, le=1_000_000_000)
     # with the event webhook: no event by then, resend
     uncertain_resolve_minutes: float = Field(15.0, ge=0, le=525_600, allow_inf_nan=False)
     now: datetime | None = None  # rehearse another moment: the clock starts here

@@ -96,7 +96,7 @@ def status(app: App, campaign_id: str | None = None, *, settle_dead: bool = True
         skipped = [{"campaign": c.id, "step": s.id, "pair": name}
                    for c in ([project.campaign(campaign_id)] if campaign_id
                              else project.campaigns.values())
-                   for s in c.steps if s.pairs and counts.get((c.id, s.id), {}).get("suppressed")
+                   for s in c.steps if s.pairs and counts.get((c.id, s.id), Counter())["suppressed"]
                    for name in pairs.suppressed(conn, Key(c.id, s.id, ONCE), s.pairs)]
     rows = plan.timeline(project, facts, now=now, timezone=zone_name, count=_uncounted,
                          campaign_id=campaign_id)

@@ -60,8 +60,7 @@ def test_good_file_loads_with_naive_local_times(tmp_path: Path) -> None:
 def test_unknown_key_names_its_line(tmp_path: Path) -> None:
     text = GOOD.replace("    subject: Again\n", "    subject: Again\n    subjet: typo\n")
     assert messages(write(tmp_path, text)) == [
-        "campaigns/demo.yaml:20: steps[1].subjet: unknown key "
-        "(check its spelling against the README's key reference)"]
+        "campaigns/demo.yaml:20: steps[1].subjet: unknown key (did you mean subject?)"]
 
 
 def test_all_problems_reported_in_one_pass(tmp_path: Path) -> None:
@@ -119,7 +118,8 @@ def test_cross_references(tmp_path: Path) -> None:
         "(expected templates/t/launch.html.j2)",
         "campaigns/demo.yaml:19: steps[1].template: unknown template 't/launch' "
         "(expected templates/t/launch.html.j2)",
-        "campaigns/demo.yaml:21: steps[1].after.step: unknown step 'lanch' (steps are: launch)",
+        "campaigns/demo.yaml:21: steps[1].after.step: unknown step 'lanch' (steps are: launch) "
+        "— did you mean launch?",
     ]
 
 
@@ -128,7 +128,8 @@ def test_duplicate_ids_and_unknown_event(tmp_path: Path) -> None:
         "after: {step: launch, days: 3}", "before: {event: ws2, days: 3}")
     assert references(tmp_path, text) == [
         "campaigns/demo.yaml:17: steps[1].id: duplicate step id 'launch'",
-        "campaigns/demo.yaml:20: steps[1].before.event: unknown event 'ws2' (events are: ws1)",
+        "campaigns/demo.yaml:20: steps[1].before.event: unknown event 'ws2' (events are: ws1) "
+        "— did you mean ws1?",
     ]
 
 
@@ -193,11 +194,10 @@ def test_cron_of_unicode_digits_is_a_located_problem(tmp_path: Path) -> None:
     ("a: " + "[" * 5000 + "]" * 5000 + "\n", "campaigns/demo.yaml:1: YAML syntax: nested more "
                                              "than 64 levels deep"),
     ("a: 1\nb: x\x00y\n", "campaigns/demo.yaml:2: control character U+0000 is not allowed"),
-    ("a:\n\tb: 1\n", "campaigns/demo.yaml:2: YAML syntax: a tab character here"),
+    ("a:\n\tb: 1\n", "campaigns/demo.yaml:2: YAML does not allow tabs for indentation; use "
+                   "spaces (line 2, column 1)"),
     ("? [a]\n: 1\n", "campaigns/demo.yaml:1: a key must be a plain name"),
     ("x: 1\n~: 2\n", "campaigns/demo.yaml:2: the key '~' does not read as a name"),
-    ("a: 2026-13-45\n", "campaigns/demo.yaml:1: YAML syntax: cannot read this value: month must "
-                        "be in 1..12"),
     ("- a\n- b\n", "campaigns/demo.yaml:1: expected a mapping of keys"),
 ])
 def test_hostile_yaml_is_a_located_error(tmp_path: Path, text: str, message: str) -> None:

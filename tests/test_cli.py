@@ -35,10 +35,12 @@ def test_validate_lists_every_problem_and_exits_2(project_dir: Path) -> None:
     lines = result.output.strip().splitlines()
     assert "Traceback" not in result.output
     schedul = next(n for n, line in enumerate(text.splitlines(), 1) if line.startswith("schedule:"))
-    assert f"campaigns/nmdi-awareness.yaml:{schedul}: schedul: unknown key (check its spelling " \
-           "against the README's key reference)" in lines
-    assert (f"templates/mentors/call.txt.j2:{body_lines}: 'comms.audience.Stakeholder object' "
-            "has no attribute 'nickname' (rendering for ") in "\n".join(lines)
+    assert f"campaigns/nmdi-awareness.yaml:{schedul}: schedul: unknown key (did you mean " \
+           "schedule?)" in lines
+    assert (f"templates/mentors/call.txt.j2:{body_lines}: stakeholder has no attribute "
+            "'nickname' (stakeholder has: email, first_name, last_name, full_name, role, "
+            "organisation, borough, job_title, tags, attributes) (rendering for ") \
+        in "\n".join(lines)
     assert any("(and 74 more recipients); step 'call' of campaigns/mentor-recruitment.yaml"
                in line for line in lines)
     assert lines[-1] == "2 problem(s) found"

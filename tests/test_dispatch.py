@@ -109,7 +109,8 @@ def test_render_failure_fails_that_send_only(project_dir: Path, store_url: str,
     assert (summary.sent, summary.failed) == (5, 1)
     assert summary.failures[0].startswith("marta.adeyemi@bexley-ct.nhs.example: ")
     assert "templates/briefings/pct-leads.txt.j2:1" in summary.failures[0]
-    assert "'dict object' has no attribute 'pager'" in summary.failures[0]
+    assert "stakeholder.attributes has no attribute 'pager' (stakeholder.attributes is empty)" \
+        in summary.failures[0]
     app.close()
 
 

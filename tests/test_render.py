@@ -71,8 +71,9 @@ def test_undefined_variable_names_template_line_and_recipient(templates: Path) -
         renderer.render(renderer.compile("hello", "s"), {"stakeholder": person()},
                         who="s@x.example")
     assert info.value.location_message() == (
-        "templates/hello.txt.j2:3: 'comms.audience.Stakeholder object' has no attribute "
-        "'nickname' (rendering for s@x.example)")
+        "templates/hello.txt.j2:3: stakeholder has no attribute 'nickname' (stakeholder has: "
+        "email, first_name, last_name, full_name, role, organisation, borough, job_title, tags, "
+        "attributes) (rendering for s@x.example)")
 
 
 def test_syntax_error_names_template_and_line(templates: Path) -> None:

@@ -74,7 +74,7 @@ def clicks_of(conn: Connection, send_ids: Sequence[int]) -> list[tuple[int, int,
     """(send id, row id, time, URL, payload) of every click stored for these sends."""
     if not send_ids:
         return []
-    return [tuple(row) for row in conn.execute(  # type: ignore[misc]
+    return [tuple(row) for row in conn.execute(
         select(r.c.send_id, r.c.id, r.c.occurred_at, r.c.detail, r.c.raw)
         .where(r.c.send_id.in_(sorted(set(send_ids))), r.c.kind == Kind.CLICKED))]
 

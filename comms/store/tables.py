@@ -10,6 +10,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -260,4 +261,11 @@ approvals = Table(
     Column("approver", String(320), nullable=False),
     Column("approved_at", UtcDateTime(), nullable=False),
     Column("files", Text, nullable=False),  # JSON: path → SHA-256 of what was approved
+)
+
+rate_buckets = Table(
+    "rate_buckets", metadata,
+    Column("name", String(128), primary_key=True),  # schedule:ID, transport:NAME:minute|day
+    Column("tokens", Float, nullable=False),  # sends allowed now (fractions accrue)
+    Column("updated_at", UtcDateTime(), nullable=False),  # when tokens were last refilled
 )

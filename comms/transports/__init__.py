@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from .base import Address, CalendarPart, Message, Transport
+from .base import Address, CalendarPart, Limits, Message, Transport
 from .outbox import OutboxTransport
 from .smtp import SmtpTransport
 
@@ -14,13 +14,23 @@ if TYPE_CHECKING:
     from .sendgrid import SendGridTransport
 
 __all__ = [
-    "Address", "CalendarPart", "Message", "OutboxTransport", "SendGridTransport",
+    "Address", "CalendarPart", "Limits", "Message", "OutboxTransport", "SendGridTransport",
     "SmtpTransport", "Transport", "make_transport",
 ]
 
 
 def make_transport(settings: Settings) -> Transport:
-    """The transport ``settings.transport`` names, configured from the settings."""
+    """The transport ``settings.transport`` names, configured from the settings, carrying the
+    :class:`Limits` the settings give it (``limits``)."""
+    transport = _make(settings)
+    adaptive = settings.transport == "sendgrid"  # SMTP and the outbox keep their concurrency
+    transport.limits = Limits(  # type: ignore[attr-defined]
+        max_in_flight=settings.max_in_flight if adaptive else None,
+        per_minute=settings.transport_max_per_minute, per_day=settings.transport_max_per_day)
+    return transport
+
+
+def _make(settings: Settings) -> Transport:
     if settings.transport == "outbox":
         return OutboxTransport(settings.resolved_outbox_dir)
     if settings.transport == "smtp":

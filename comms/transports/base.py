@@ -61,6 +61,23 @@ class Message:
         return (self.to, *self.also_to)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """What a configured transport allows, beyond what the dispatcher's policy says.
+
+    ``max_in_flight`` set: the dispatcher adapts its concurrency to the provider's latency and
+    errors, up to this many sends in flight (the most a crash can leave uncertain); None keeps
+    it at ``COMMS_CONCURRENCY`` (SMTP relays limit sessions per account; the outbox is one).
+    ``per_minute`` and ``per_day`` cap what every process sharing the store sends through it."""
+
+    max_in_flight: int | None = None
+    per_minute: int | None = None
+    per_day: int | None = None
+
+
+NO_LIMITS = Limits()
+
+
 @runtime_checkable
 class Transport(Protocol):
     """Hands messages to a mail system. ``send`` is safe to call from several threads at once."""
