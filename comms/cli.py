@@ -218,14 +218,25 @@ def plan(campaign: str | None, fmt: str, project_dir: Path | None) -> None:
 @click.argument("campaign", shell_complete=_complete_campaigns)
 @click.argument("step", shell_complete=_complete_steps)
 @click.option("--to", "email", required=True, help="The stakeholder's address")
+@format_option("text", "json")
 @project_option
 @handle_errors
-def preview(campaign: str, step: str, email: str, project_dir: Path | None) -> None:
+def preview(campaign: str, step: str, email: str, fmt: str, project_dir: Path | None) -> None:
     """Render one step for one stakeholder: subject, text, and the path of the HTML."""
     from .preview import preview as render_preview
 
     app = loaded(make_app(project_dir))
     shown = render_preview(app, campaign, step, email)
+    message = shown.message
+    if fmt == "json":
+        click.echo(json.dumps({
+            "from": {"email": message.sender.email, "name": message.sender.name},
+            "to": [{"email": a.email, "name": a.name} for a in message.recipients],
+            "subject": message.subject, "html_path": str(shown.html_path),
+            "calendar_path": str(shown.ics_path) if shown.ics_path else None,
+            "attachments": [a.filename for a in message.attachments], "text": message.text},
+            indent=2, ensure_ascii=False))
+        return
     click.echo(f"From: {shown.message.sender.name} <{shown.message.sender.email}>")
     click.echo(f"To: {shown.message.to.name} <{shown.message.to.email}>")
     click.echo(f"Subject: {shown.message.subject}")

@@ -75,5 +75,8 @@ def progress_bar(pace: Pace | None = None,
         return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeRemainingColumn())
-    with Progress(*columns, transient=True) as progress:
+    # Not transient: the bar stays at the count it reached, and what follows starts on a line
+    # of its own.
+    with Progress(*columns, transient=False) as progress:
         yield _Bar(progress, pace, say and (lambda line: progress.console.print(line)))
+        progress.refresh()  # the last results recorded are on the bar before it stops

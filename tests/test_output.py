@@ -130,6 +130,18 @@ def test_every_table_takes_csv_and_json(sent: Path, command: list[str]) -> None:
     json.loads(as_json.output)
 
 
+def test_preview_speaks_json(sent: Path) -> None:
+    manager = next(line.split(",")[0] for line in (sent / "stakeholders" / "sel-directory.csv")
+                   .read_text(encoding="utf-8").splitlines() if ",manager," in line)
+    shown = CliRunner().invoke(cli, ["preview", "workshops", "invite", "--to", manager,
+                                     "--format", "json", "--project", str(sent)],
+                               env={"COMMS_NOW": NOW})
+    assert shown.exit_code == 0, shown.output
+    found = json.loads(shown.output)
+    assert [a["email"] for a in found["to"]] == [manager]
+    assert found["subject"].startswith("Invitation: ") and found["calendar_path"].endswith(".ics")
+
+
 def test_validate_and_send_speak_json_for_scripts(sent: Path) -> None:
     runner = CliRunner()
     checked = runner.invoke(cli, ["validate", "--format", "json", "--project", str(sent)])
