@@ -18,7 +18,6 @@ from zoneinfo import ZoneInfo
 import click
 
 from . import __version__, output
-from .app import App
 from .clock import human
 from .errors import CommsError, ConfigError, ConfigErrors, NotFound, Refused, suggestion
 from .stopping import ForcedStop
@@ -96,6 +95,8 @@ def format_option(*choices: str) -> Callable[[F], F]:
 
 
 def make_app(project_dir: Path | None) -> App:
+    from .app import App  # imported when a command runs: `comms --help` stays quick
+
     return App.for_project(project_dir)
 
 
@@ -682,6 +683,7 @@ def _set_paused(project_dir: Path | None, campaign: str, paused: bool) -> bool:
 
 
 if TYPE_CHECKING:
+    from .app import App
     from .project import Project
     from .tracking.inbound import InboundResult
 

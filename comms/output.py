@@ -10,11 +10,11 @@ import sys
 import textwrap
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from rich.console import Console
-from rich.table import Table
+if TYPE_CHECKING:
+    from rich.table import Table
 
 from .clock import human
 
@@ -38,18 +38,20 @@ def render(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], fmt: str,
         writer.writerow(columns)
         writer.writerows([[safe_cell(r.get(c)) for c in columns] for r in rows])
         return buffer.getvalue().removesuffix("\r\n")
+    from rich.console import Console
+
     cells = {c: [_cell(row.get(c), zone) for row in rows] for c in columns}
     shown = list(columns)
     width = shutil.get_terminal_size((80, 24)).columns if sys.stdout.isatty() else None
     if width is not None:  # a terminal: leave out what matters least until the table fits
         blank = [c for c in optional if all(v in ("", "0") for v in cells[c])]
         for column in [*blank, *(c for c in optional if c not in blank)]:
-            if _MEASURE.measure(_table(shown, cells, title)).maximum <= width:
+            if _measure(_table(shown, cells, title)) <= width:
                 break
             shown.remove(column)
     table = _table(shown, cells, title)
     if width is None:  # piped: every value whole, however wide
-        width = max(20, _MEASURE.measure(table).maximum)
+        width = max(20, _measure(table))
     console = Console(width=width, file=io.StringIO(), force_terminal=False, color_system=None)
     console.print(table)
     out = console.file.getvalue().rstrip("\n")  # type: ignore[attr-defined]
@@ -62,11 +64,18 @@ def render(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], fmt: str,
 
 
 MAX_WHOLE = 80  # an address column is at least this wide, or its longest address
-_MEASURE = Console(width=10_000, file=io.StringIO(), color_system=None)
+
+
+def _measure(table: Table) -> int:
+    from rich.console import Console
+
+    return Console(width=10_000, file=io.StringIO(), color_system=None).measure(table).maximum
 
 
 def _table(columns: Sequence[str], cells: Mapping[str, list[str]], title: str | None) -> Table:
     """The table; cells wrap, addresses are never cut or folded."""
+    from rich.table import Table
+
     table = Table(title=title, show_edge=False, header_style="bold")
     for column in columns:
         widest = max((len(line) for v in cells[column] for line in v.splitlines()), default=0)

@@ -106,7 +106,7 @@ class _Scratch:
 def _scratch(project: Project, now: datetime) -> Iterator[_Scratch]:
     """A scratch store in memory (validate writes nothing to the project's) holding one
     representative row per group of people that audience queries cannot tell apart."""
-    store = Store("sqlite://")
+    store = Store.in_memory()
     try:
         groups = _audience_groups(project.directory.people, _named(project.campaigns.values()))
         sync(store, [person for person, _ in groups], now=now)

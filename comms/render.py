@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import css_inline
 import jinja2
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
@@ -76,7 +75,7 @@ class Renderer:
             keep_trailing_newline=True,
             bytecode_cache=_COMPILED,
         )
-        self._inliner = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
+        self._inliner: Any = None  # css_inline, loaded on the first message (0.5 s to import)
         self._compiled: dict[tuple[str, str], StepTemplates] = {}
         self._checked: set[str] = set()  # templates whose references were read and found sound
 
@@ -175,6 +174,11 @@ class Renderer:
         finally:
             _BUDGET.reset(budget)
         subject = " ".join(subject.replace("\x00", " ").split())
+        if self._inliner is None:
+            import css_inline
+
+            self._inliner = css_inline.CSSInliner(keep_style_tags=False,
+                                                  load_remote_stylesheets=False)
         html = self._inliner.inline(html)
         return Rendered(subject=subject, html=html, text=text if text is not None else html_to_text(html))
 

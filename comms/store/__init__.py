@@ -33,6 +33,19 @@ class Store:
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot open the store {_safe(url)}: {_reason(exc)}") from None
 
+    @classmethod
+    def in_memory(cls) -> Store:
+        """An empty SQLite store in memory with the schema of ``tables`` (which the migrations
+        are tested to create), made without the migration machinery: pre-flight's scratch."""
+        from . import tables
+
+        store = cls("sqlite://", migrate=False)
+        with store.engine.connect() as conn:
+            conn = conn.execution_options(comms_mode="write")
+            with conn.begin():
+                tables.metadata.create_all(conn)
+        return store
+
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
