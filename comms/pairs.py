@@ -25,8 +25,6 @@ if TYPE_CHECKING:
 COLUMNS = ("mentor", "mentee")
 OPTIONAL = ("note",)
 MENTOR_ROLE = "mentor"
-STATES = ("not introduced", "introduced", "met", "not yet")
-ANSWERS = ("met", "not_yet")  # what a check-in link records (shown as "met", "not yet")
 
 
 @dataclass(frozen=True, slots=True)

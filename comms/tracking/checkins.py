@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CommsError
+from ..message import RATINGS
 from ..store import feedback, sends
 from ..store import pairs as stored_pairs
 from ..tokens import InvalidToken
@@ -16,8 +17,7 @@ if TYPE_CHECKING:
     from ..app import App
     from ..campaign import Campaign, Step
 
-PAIR_ANSWERS = {"met": "met", "not_yet": "not yet"}
-RATINGS = range(1, 6)
+PAIR_ANSWERS = {"met": "met", "not_yet": "not yet"}  # what a link records: shown as
 MAX_COMMENT = 2_000
 
 
