@@ -15,6 +15,7 @@ from .events import CalendarSpec
 from .invite import EventCalendar, build_calendar
 from .pack import EMPTY_PACK, Pack
 from .render import Renderer, StepTemplates
+from .responses import RATINGS
 from .tokens import Tokens
 from .transports.base import Address, Message
 
@@ -112,8 +113,6 @@ class FeedbackLinks:
     rating_urls: dict[int, str]
     url: str
 
-
-RATINGS = (1, 2, 3, 4, 5)
 
 
 def event_view(event: Event, default_timezone: str, seats_left: int | None = None) -> EventView:

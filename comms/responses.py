@@ -40,6 +40,9 @@ class Kind(StrEnum):
     FEEDBACK = "feedback"  # a rating after an event; detail: the rating (1-5)
 
 
+#: The ratings a feedback step asks for (1 poor … 5 excellent).
+RATINGS = (1, 2, 3, 4, 5)
+
 #: SendGrid Event Webhook words → ours (bounces: ``type`` bounce = hard, blocked = soft).
 SENDGRID: dict[str, Kind] = {
     "processed": Kind.PROCESSED,

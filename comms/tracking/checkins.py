@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CommsError
-from ..message import RATINGS
+from ..responses import RATINGS
 from ..store import feedback, sends
 from ..store import pairs as stored_pairs
 from ..tokens import InvalidToken
