@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,9 +11,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 
 from comms.errors import StoreError
-from comms.store import HEAD, Store
+from comms.store import HEAD, Store, upgrade
 from comms.store.tables import metadata
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "comms" / "store" / "migrations"
@@ -24,11 +27,33 @@ def test_head_constant_is_the_newest_migration() -> None:
 
 
 def test_migrations_create_exactly_the_tables(store_url: str) -> None:
+    store = Store(store_url, migrate=False)
+    with store.engine.connect() as conn:
+        conn = conn.execution_options(comms_mode="write")
+        with conn.begin():
+            upgrade(conn, store.keys)  # every migration, from an empty database
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == HEAD
+    assert diff == []
+    store.dispose()
+
+
+def test_a_new_store_is_created_at_head_without_running_the_migrations(store_url: str) -> None:
+    """An empty database gets the tables and the HEAD stamp directly (no Alembic import on the
+    first send of a project); it is the schema the migrations make."""
     store = Store(store_url)
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == [(HEAD,)]
     assert diff == []
     store.dispose()
+    code = ("import sys; from comms.store import Store; Store(sys.argv[1]); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')))")
+    other = store_url.replace("comms.db", "other.db") if store_url.startswith("sqlite") else None
+    if other is not None:
+        shown = subprocess.run([sys.executable, "-c", code, other], capture_output=True,
+                               text=True, check=True).stdout
+        assert shown.strip() == "[]"
 
 
 def test_migration_runs_once(store_url: str) -> None:

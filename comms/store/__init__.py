@@ -35,16 +35,8 @@ class Store:
 
     @classmethod
     def in_memory(cls) -> Store:
-        """An empty SQLite store in memory with the schema of ``tables`` (which the migrations
-        are tested to create), made without the migration machinery: pre-flight's scratch."""
-        from . import tables
-
-        store = cls("sqlite://", migrate=False)
-        with store.engine.connect() as conn:
-            conn = conn.execution_options(comms_mode="write")
-            with conn.begin():
-                tables.metadata.create_all(conn)
-        return store
+        """An empty SQLite store in memory: pre-flight's scratch."""
+        return cls("sqlite://")
 
     @property
     def dialect(self) -> str:
@@ -89,25 +81,24 @@ class Store:
             raise StoreError(f"store error: {_reason(exc)}") from None
 
     def migrate(self) -> None:
-        """Bring the schema to HEAD (cheap when it already is). Processes starting together
-        take turns: the first migrates, the others find HEAD."""
+        """Bring the schema to HEAD (cheap when it already is). An empty database is created
+        from ``tables`` (which the migrations are tested to equal) and stamped HEAD, without the
+        migration machinery; an older one is upgraded. Processes starting together take turns:
+        the first migrates, the others find HEAD."""
         if _version(self.engine) == HEAD:
             return
-        from alembic import command
-        from alembic.config import Config
-
-        config = Config()
-        config.set_main_option("script_location", str(_MIGRATIONS))
         with self.engine.connect() as conn:
             conn = conn.execution_options(comms_mode="write")
             with conn.begin():
                 if self.dialect == "postgresql":
                     conn.execute(text("SELECT pg_advisory_xact_lock(7402163910)"))
-                if _version_in(conn) == HEAD:
+                found = inspect(conn)
+                if found.has_table("alembic_version") and _version_in(conn) == HEAD:
                     return
-                config.attributes["connection"] = conn
-                config.attributes["keys"] = self.keys  # for migrations that re-key data
-                command.upgrade(config, "head")
+                if not found.get_table_names():
+                    _create(conn)
+                else:
+                    upgrade(conn, self.keys)
 
     def secret(self, name: str) -> str:
         """A key for one purpose (address hashing), derived from the secret key this store was
@@ -116,6 +107,28 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def upgrade(conn: Connection, keys: Keys) -> None:
+    """Run the migrations from the database's revision to HEAD, in ``conn``'s transaction."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    config.attributes["connection"] = conn
+    config.attributes["keys"] = keys  # for migrations that re-key data
+    command.upgrade(config, "head")
+
+
+def _create(conn: Connection) -> None:
+    """The schema at HEAD in an empty database, as ``alembic stamp head`` would leave it."""
+    from . import tables
+
+    tables.metadata.create_all(conn)
+    conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+                      "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"))
+    conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:head)"), {"head": HEAD})
 
 
 def _version(engine: Engine) -> str | None:
