@@ -2,15 +2,16 @@
 
 At most ``concurrency`` sends are claimed and not yet recorded at any moment (for a transport
 whose :class:`~comms.transports.base.Limits` allow it, a concurrency that adapts to the provider,
-up to ``max_in_flight``), so a crash leaves at most that many ``uncertain`` (maybe sent, maybe
-not); they are reported, never re-sent silently. Rate limits are token buckets in the store,
-shared by every process using it.
+with a batch claimed ahead of it, all up to ``max_in_flight``), so a crash leaves at most that
+many ``uncertain`` (maybe sent, maybe not); they are reported, never re-sent silently. Rate
+limits are token buckets in the store, shared by every process using it.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -270,27 +271,41 @@ class Dispatcher:
 
     def _deliver(self, prepared: PreparedStep, key: ledger.Key, run_id: str,
                  summary: Summary, sequence: int | None) -> None:
-        """Claim, hand to the transport, record; at most ``concurrency`` claimed and unrecorded.
+        """Claim, hand to the transport, record; at most ``window.claims`` claimed and
+        unrecorded, ``window.limit`` of them with the transport.
 
         Stopping (``stopping`` set) claims nothing more and lets what is in flight finish; a
         forced stop leaves what is in flight uncertain. A result is dropped from memory only once
         the transaction recording it has committed."""
         window = self._window()
         bucket = _Buckets(self.store, self._limits(), self.clock, self.stopping)
-        in_flight: dict[Future[_Result], int] = {}
+        in_flight: dict[Future[_Result], int] = {}  # with the transport: maybe sent
+        queued: deque[tuple[ledger.Claimed, Pairing | None]] = deque()  # claimed, not started
         done: list[_Result] = []
         exhausted = False
         beating = self.clock.every(runs.HEARTBEAT, lambda: self._beat(run_id))
+
+        def start(pool: ThreadPoolExecutor) -> None:
+            while queued and len(in_flight) < window.limit and not self.stopping.is_set():
+                job, pairing = queued.popleft()
+                in_flight[pool.submit(self._attempt, prepared, job, pairing)] = job.id
+
+        def unrecorded() -> int:
+            return len(in_flight) + len(queued)
+
         with ThreadPoolExecutor(max_workers=window.ceiling,
                                 thread_name_prefix="comms-send") as pool:
             try:
                 while True:
                     now = self.clock.now()
                     stop = self.stopping.is_set()
-                    room = 0 if exhausted or stop else max(0, window.limit - len(in_flight))
+                    room = 0 if exhausted or stop else max(0, window.claims - unrecorded())
                     free = bucket.take(room, now) if room else 0
                     with self.store.write() as conn:
                         self._record(conn, run_id, done, now)
+                        if stop and queued:  # never handed to the transport: pending again
+                            ledger.release(conn, run_id, [job.id for job, _ in queued])
+                            queued.clear()
                         claimed = (ledger.claim(conn, key, run_id, free, now, sequence=sequence)
                                    if free else [])
                         pairings = pairings_of(conn, prepared.step, [
@@ -300,24 +315,26 @@ class Dispatcher:
                     done = []
                     if free and len(claimed) < free:
                         exhausted = True
-                    for job in claimed:
-                        pairing = pairings.get(job.stakeholder["stakeholder_id"])
-                        in_flight[pool.submit(self._attempt, prepared, job, pairing)] = job.id
+                    queued.extend((job, pairings.get(job.stakeholder["stakeholder_id"]))
+                                  for job in claimed)
+                    start(pool)
                     if not in_flight:
                         if exhausted or stop or not self._has_pending(key):
                             break
                         self.clock.wait(max(0.01, bucket.wait), self.stopping)
                         continue
                     # Wait for results: all of them at the end, at least one when this round
-                    # claimed nothing (stopping, rate-limited), else until half the window is free.
+                    # claimed nothing (stopping, rate-limited), else until half the claims are
+                    # recorded-to-be; the threads take the next claimed as each finishes.
                     settle = exhausted or stop or not claimed
-                    while in_flight and (settle or window.limit - len(in_flight) < window.refill):
+                    while in_flight and (settle or window.claims - unrecorded() < window.refill):
                         finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                         for future in finished:
                             del in_flight[future]
                             result = future.result()
                             window.observe(result)
                             done.append(result)
+                        start(pool)
                         settle = exhausted or self.stopping.is_set()
             except ForcedStop:
                 # A second signal: nothing more is waited for. What went is recorded; what is
@@ -328,17 +345,21 @@ class Dispatcher:
                 with self.store.write() as conn:
                     self._record(conn, run_id, done, self.clock.now())
                     ledger.release(conn, run_id, [in_flight[f] for f in in_flight
-                                                  if f.cancelled()])
+                                                  if f.cancelled()]
+                                   + [job.id for job, _ in queued])
                     ledger.mark_uncertain(conn, [run_id])
                 done = []
                 raise
             except BaseException:
                 # Interrupted: claims not yet started go back; those under way finish first.
                 self.stopping.set()
+                unstarted = [job.id for job, _ in queued]
                 for future in list(in_flight):
                     if future.cancel():
-                        with self.store.write() as conn:
-                            ledger.release(conn, run_id, [in_flight.pop(future)])
+                        unstarted.append(in_flight.pop(future))
+                if unstarted:
+                    with self.store.write() as conn:
+                        ledger.release(conn, run_id, unstarted)
                 for future in in_flight:
                     try:
                         done.append(future.result())
@@ -521,6 +542,7 @@ class _Window:
     SLOW = 0.02  # seconds: below this, the threads already keep up
     QUEUEING = 2.0  # median latency this many times the best: the extra in flight only waits
     RARE = 0.01  # the share of ambiguous results a growing window may have
+    BATCH = 64  # when adapting: claimed at least this many ahead (within ``ceiling``)
 
     def __init__(self, start: int, ceiling: int) -> None:
         self.limit, self.ceiling = start, ceiling
@@ -530,8 +552,16 @@ class _Window:
         self._best: float | None = None
 
     @property
+    def claims(self) -> int:
+        """How many sends may be claimed and not yet recorded: those in flight and, when
+        adapting, a batch queued ahead of the threads, so that claiming and recording take one
+        transaction per ``BATCH // 2`` messages however few are in flight (all within
+        ``ceiling``, the bound on what a crash can leave uncertain)."""
+        return min(self.ceiling, max(self.limit, self.BATCH)) if self.adaptive else self.limit
+
+    @property
     def refill(self) -> int:
-        return max(1, self.limit // 2)  # claim and record in batches, not one at a time
+        return max(1, self.claims // 2)  # claim and record in batches, not one at a time
 
     def observe(self, result: _Result) -> None:
         if not self.adaptive:

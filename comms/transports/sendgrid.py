@@ -1,9 +1,10 @@
 """SendGrid v3 Mail Send transport over per-thread keep-alive connections.
 
-The ``sendgrid`` package's client opens a new TCP connection per request; here its
-``python_http_client.Client`` is kept (URL building, exceptions) but requests go over one
-``http.client`` connection per thread. Invitations can instead go through SendGrid's SMTP relay,
-which takes our own MIME (text/calendar inside multipart/alternative).
+The ``sendgrid`` package's client opens a new TCP connection per request (and ``http.client``
+parses each reply's headers with the ``email`` package); here its request headers are kept but
+requests go over one lean HTTP/1.1 connection per thread (:mod:`._http`). Invitations can
+instead go through SendGrid's SMTP relay, which takes our own MIME (text/calendar inside
+multipart/alternative).
 """
 
 from __future__ import annotations
@@ -14,14 +15,10 @@ import json
 import ssl
 import threading
 import time
-import urllib.request
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import python_http_client
-from python_http_client.client import Response
-from python_http_client.exceptions import HTTPError, err_dict
 from sendgrid import SendGridAPIClient
 
 from ..errors import AmbiguousError, PermanentError, TransientError, TransportError
@@ -33,6 +30,7 @@ from ..mime import (
     extra_headers,
     split_mailbox,
 )
+from ._http import Connection, Headers, Reply
 from ._net import describe, dropped
 from .base import Message, redacted
 from .smtp import Redacted, SmtpTransport
@@ -61,15 +59,10 @@ class SendGridTransport:
         self.sandbox = sandbox
         self.invites = invites
         self._pool = _ConnectionPool(self.host, timeout)
-        self._api = SendGridAPIClient(Redacted(api_key), host=self.host)
-        self._api.auth = Redacted(self._api.auth)
-        headers = {**self._api.client.request_headers, "Authorization": self._api.auth}
-        client = _KeepAliveClient(host=self.host, request_headers=headers, version=3,
-                                  timeout=timeout, pool=self._pool)
-        self._api.client = client
-        self._mail_send = client.mail.send
-        self._url = self._mail_send._build_url(None)
-        self._headers = {**client.request_headers, "Content-Type": "application/json"}
+        api = SendGridAPIClient(Redacted(api_key), host=self.host)  # its User-Agent and auth
+        self._path = urlsplit(f"{self.host}/v3/mail/send").path
+        self._headers = {**api.client.request_headers, "Authorization": Redacted(api.auth),
+                         "Content-Type": "application/json"}
         self._relay: SmtpTransport | None = None
         if invites == "smtp-relay":
             self._relay = SmtpTransport(relay_host, relay_port, username="apikey",
@@ -93,15 +86,11 @@ class SendGridTransport:
             payload = build_payload(message, sandbox=self.sandbox)
         except ValueError as exc:
             raise PermanentError(f"message not built: {exc}") from None
-        # The client's own ``post`` builds a urllib opener per call (~140 us of proxy lookups)
-        # and formats debug lines holding the Authorization header: go to _make_request directly.
-        request = urllib.request.Request(self._url, data=json.dumps(payload).encode(),
-                                         headers=self._headers, method="POST")
-        try:
-            response = Response(self._mail_send._make_request(None, request))
-        except HTTPError as exc:
-            raise _http_error(exc) from None
-        message_id = response.headers.get("X-Message-Id")
+        reply = self._pool.request("POST", self._path, json.dumps(payload).encode(),
+                                   self._headers)
+        if reply.status >= 400:
+            raise _http_error(reply)
+        message_id = reply.headers.get("X-Message-Id")
         if message_id:
             return str(message_id)
         # Sandbox replies carry no id; anything else accepted without one must not be retried.
@@ -167,13 +156,13 @@ def _mailbox(email: str, name: str) -> dict[str, str]:
     return {"email": email}
 
 
-def _http_error(exc: HTTPError) -> PermanentError | TransientError:
-    status = int(exc.status_code)
-    body = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else str(exc.body)
+def _http_error(reply: Reply) -> PermanentError | TransientError:
+    status = reply.status
+    body = reply.body.decode("utf-8", "replace")
     detail = _error_text(body)
     if status == 429:
         return TransientError(f"SendGrid rate limit reached: {detail}", status=status, body=body,
-                              retry_after=_retry_after(exc.headers))
+                              retry_after=_retry_after(reply.headers))
     if status >= 500:
         return TransientError(f"SendGrid server error: {detail}", status=status, body=body)
     if status in (401, 403):
@@ -195,9 +184,7 @@ def _error_text(body: str) -> str:
     return "; ".join(parts) or "no details"
 
 
-def _retry_after(headers: Any) -> float | None:
-    if headers is None:
-        return None
+def _retry_after(headers: Headers) -> float | None:
     reset = headers.get("X-RateLimit-Reset")
     if reset:
         try:
@@ -216,51 +203,31 @@ def _retry_after(headers: Any) -> float | None:
     return None
 
 
-class _Reply:
-    """What ``python_http_client.Response`` reads: ``getcode``, ``read``, ``info``."""
-
-    def __init__(self, status: int, body: bytes, headers: http.client.HTTPMessage) -> None:
-        self._status, self._body, self._headers = status, body, headers
-
-    def getcode(self) -> int:
-        return self._status
-
-    def read(self) -> bytes:
-        return self._body
-
-    def info(self) -> http.client.HTTPMessage:
-        return self._headers
-
-
 class _ConnectionPool:
-    """One keep-alive ``http.client`` connection per thread to one host; a registry to close."""
+    """One keep-alive connection per thread to one host; a registry to close."""
 
     def __init__(self, host: str, timeout: float) -> None:
         parts = urlsplit(host)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"SendGrid host must be an http(s) URL, not {host!r}")
-        self._https = parts.scheme == "https"
         self._where = host
         self._hostname = parts.hostname
         self._port = parts.port
         self._timeout = timeout
-        self._context = ssl.create_default_context() if self._https else None
+        self._context = ssl.create_default_context() if parts.scheme == "https" else None
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._connections: set[http.client.HTTPConnection] = set()
+        self._connections: set[Connection] = set()
 
-    def request(self, method: str, url: str, body: bytes | None, headers: dict[str, str],
-                timeout: float | None) -> _Reply:
+    def request(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> Reply:
         """One request over this thread's connection. A failure before any byte was written (the
         connection could not be made, or a kept-alive one was found closed) is a
         :class:`TransientError`: the provider cannot have it. Any failure after that is an
         :class:`AmbiguousError`: it may have been accepted, so it is never sent again blindly."""
-        parts = urlsplit(url)
-        path = parts.path + (f"?{parts.query}" if parts.query else "")
-        conn = self._connection(timeout)
+        conn = self._connection()
         if conn.sock is not None and dropped(conn.sock):
             self._discard(conn)  # the server closed it while idle: nothing was written to it
-            conn = self._connection(timeout)
+            conn = self._connection()
         if conn.sock is None:
             try:
                 conn.connect()
@@ -269,9 +236,7 @@ class _ConnectionPool:
                 raise TransientError(f"cannot reach SendGrid at {self._where}: "
                                      f"{describe(exc)}") from None
         try:
-            conn.request(method, path, body=body, headers=headers)
-            response = conn.getresponse()
-            data = response.read()
+            reply = conn.request(method, path, body, headers)
         except TimeoutError:
             self._discard(conn)
             raise AmbiguousError(f"SendGrid did not answer within {conn.timeout:g} s after the "
@@ -283,9 +248,9 @@ class _ConnectionPool:
         except BaseException:
             self._discard(conn)
             raise
-        if response.will_close:
+        if reply.will_close:
             conn.close()
-        return _Reply(response.status, data, response.headers)
+        return reply
 
     def close(self) -> None:
         with self._lock:
@@ -294,55 +259,19 @@ class _ConnectionPool:
         for conn in connections:
             conn.close()
 
-    def _connection(self, timeout: float | None) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+    def _connection(self) -> Connection:
+        conn: Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            if self._https:
-                conn = http.client.HTTPSConnection(self._hostname, self._port,
-                                                   timeout=self._timeout, context=self._context)
-            else:
-                conn = http.client.HTTPConnection(self._hostname, self._port,
-                                                  timeout=self._timeout)
+            conn = Connection(self._hostname, self._port, timeout=self._timeout,
+                              context=self._context)
             self._local.conn = conn
             with self._lock:
                 self._connections.add(conn)
-        if timeout is not None and timeout != conn.timeout:
-            conn.timeout = timeout
-            if conn.sock is not None:
-                conn.sock.settimeout(timeout)
         return conn
 
-    def _discard(self, conn: http.client.HTTPConnection) -> None:
+    def _discard(self, conn: Connection) -> None:
         conn.close()
         with self._lock:
             self._connections.discard(conn)
         if getattr(self._local, "conn", None) is conn:
             self._local.conn = None
-
-
-class _KeepAliveClient(python_http_client.Client):
-    """``python_http_client.Client`` sending over the pool's per-thread keep-alive connection."""
-
-    def __init__(self, *args: Any, pool: _ConnectionPool, **kwargs: Any) -> None:
-        self._pool = pool
-        super().__init__(*args, **kwargs)
-
-    def _build_client(self, name: str | None = None) -> _KeepAliveClient:
-        url_path = [*self._url_path, name] if name else self._url_path
-        return _KeepAliveClient(host=self.host, version=self._version,
-                                request_headers=self.request_headers, url_path=url_path,
-                                append_slash=self.append_slash, timeout=self.timeout,
-                                pool=self._pool)
-
-    def _make_request(self, opener: Any, request: urllib.request.Request,
-                      timeout: float | None = None) -> _Reply:
-        data = request.data
-        if data is not None and not isinstance(data, bytes):
-            raise TypeError("python_http_client passed a request body that is not bytes")
-        reply = self._pool.request(request.get_method(), request.full_url, data,
-                                   dict(request.header_items()), timeout or self.timeout)
-        if reply.getcode() >= 400:
-            cls = err_dict.get(reply.getcode(), HTTPError)
-            raise cls(reply.getcode(), "", reply.read(), reply.info())
-        return reply
-

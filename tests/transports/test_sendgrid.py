@@ -266,8 +266,7 @@ def test_unbuildable_message_is_permanent(transport: SendGridTransport,
 def test_api_key_never_shown(sendgrid_sink: SendGridSink) -> None:
     transport = SendGridTransport(API_KEY, host=sendgrid_sink.url, timeout=5)
     assert API_KEY not in repr(transport) and API_KEY not in str(transport)
-    assert API_KEY not in repr(vars(transport)) + repr(vars(transport._api))
-    assert API_KEY not in repr(vars(transport._api.client))
+    assert API_KEY not in repr(vars(transport)) + repr(vars(transport._pool))
     errors: list[TransportError] = []
     for reply in (Reply(400, body={"errors": [{"message": "bad", "field": "x"}]}),
                   Reply(401, body={"errors": [{"message": "no", "field": None}]}),
