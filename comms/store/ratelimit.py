@@ -31,8 +31,11 @@ class Limit:
 
     @classmethod
     def per_minute(cls, name: str, n: int) -> Limit:
-        """A burst of up to ``n``, then ``n`` a minute."""
-        return cls(name, n, n / 60)
+        """At most ``n`` in any 60 seconds: a burst of one second's worth, refilled at the rest
+        of ``n`` a minute (burst + 60 s of refill = ``n``; a full minute sends within 2% of
+        ``n`` from 50 a minute up)."""
+        burst = max(1, math.ceil(n / 60))
+        return cls(name, burst, max(n - burst, 1) / 60)
 
     @classmethod
     def per_day(cls, name: str, n: int) -> Limit:
