@@ -88,8 +88,9 @@ def managers(n: int) -> list[dict[str, str]]:
     } for i in range(n)]
 
 
-def make_project(folder: Path, n: int) -> Path:
-    """The example project with ``n`` managers as its stakeholders and no per-minute limit."""
+def make_project(folder: Path, n: int, *, keep_limit: bool = False) -> Path:
+    """The example project with ``n`` managers as its stakeholders and no per-minute limit
+    (``keep_limit``: the schedule's own)."""
     for part in ("campaigns", "templates", "schedules"):
         shutil.copytree(ROOT / part, folder / part)
     for campaign in ("mentoring", "steering-pack"):  # they need pairs/ and its people
@@ -99,6 +100,8 @@ def make_project(folder: Path, n: int) -> Path:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(managers(n))
+    if keep_limit:
+        return folder
     schedule = folder / "schedules" / "uk-working-hours.yaml"
     lines = schedule.read_text(encoding="utf-8").splitlines(keepends=True)
     schedule.write_text("".join(x for x in lines if not x.startswith("max_per_minute:")),
