@@ -4,8 +4,8 @@
         [--latency 0.15] [-n 6000] [--limit-n 1300]
 
 Two parts, each worker its own process, all started together on a fresh schema (the directory is
-imported first, by `comms plan`), the server `bench/slow_sendgrid.py` holding each reply for
-``--latency`` seconds:
+imported first, by `comms plan`), the SendGrid-contract server of `tests/sinks/` holding each
+reply for ``--latency`` seconds:
 
 1. **Scale-out:** N managers, no per-minute limit, one worker and then two: msgs/s at the server
    (first to last arrival) and how many recipients got the message twice. Target: two workers
@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bench_send as b  # noqa: E402
+import bench_send as b
 
 
 @dataclass
@@ -102,16 +102,15 @@ def run(workers: int, n: int, base: str, work: Path, *, keep_limit: bool) -> Res
                     [str(b.COMMS), "send", "nmdi-awareness", "--step", "launch", "--project",
                      str(project)], env=env, stdout=subprocess.DEVNULL, stderr=err))
         times: list[float] = []
-        seen = 0
-        while True:
-            running = [p for p in processes if p.poll() is None]
-            lines = log.read_bytes().count(b"\n") if log.exists() else 0
-            if lines > seen:
-                times += [time.perf_counter()] * (lines - seen)
-                seen = lines
-            if not running:
-                break
-            time.sleep(0.005)
+        with open(log, "rb") as grown:  # only what was appended since the last look
+            while True:
+                running = [p for p in processes if p.poll() is None]
+                arrived = grown.read().count(b"\n")
+                if arrived:
+                    times += [time.perf_counter()] * arrived
+                if not running:
+                    break
+                time.sleep(0.005)
     recipients: Counter[str] = Counter()
     for line in log.read_text(encoding="utf-8").splitlines():
         for to in json.loads(line)["payload"]["personalizations"][0]["to"]:

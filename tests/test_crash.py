@@ -31,6 +31,8 @@ COMMS = Path(sys.executable).parent / "comms"
 TEST_RIG = {"COMMS_ALLOW_INSECURE_LINKS": "true",
             "COMMS_SECRET_KEY": "a-test-signing-key-of-enough-length-0123456789"}
 CONCURRENCY = 8
+MAX_IN_FLIGHT = 128  # over SendGrid: where the adaptive window may grow to, and the bound
+SENDGRID_KEY = "SG.crash-test-key"
 MANAGERS = 1200
 KILL_AFTER = 300
 DEADLINE = 40.0  # seconds for any one wait; the whole test takes a few
@@ -41,8 +43,9 @@ BOROUGHS = ["Bexley", "Bromley", "Greenwich", "Lambeth", "Lewisham", "Southwark"
 
 @dataclass(frozen=True)
 class Sink:
-    port: int
+    port: int | str  # the SMTP sink's port, or the SendGrid sink's URL
     log: Path
+    kind: str = "smtp"
 
     def recipients(self) -> Counter[str]:
         """How many messages each address received, from the sink's log."""
@@ -51,7 +54,11 @@ class Sink:
         counts: Counter[str] = Counter()
         for line in self.log.read_text(encoding="utf-8").splitlines():
             if line.endswith("}"):  # a line being written is not counted yet
-                for address in json.loads(line)["rcpt_tos"]:
+                record = json.loads(line)
+                addresses = (record["rcpt_tos"] if self.kind == "smtp" else
+                             [to["email"] for p in record["payload"]["personalizations"]
+                              for to in p["to"]])
+                for address in addresses:
                     counts[address.casefold()] += 1
         return counts
 
@@ -90,17 +97,28 @@ def smtp_sink(tmp_path: Path) -> Iterator[Sink]:
         import aiosmtpd  # noqa: F401
     except ImportError:
         need(False, "aiosmtpd is not installed (pip install -e '.[test]')")
-    log = tmp_path / "smtp.jsonl"
+    yield from _sink_process("smtp", tmp_path / "smtp.jsonl")
+
+
+@pytest.fixture
+def sendgrid_sink(tmp_path: Path) -> Iterator[Sink]:
+    """The SendGrid-contract sink as its own process, 50 ms away: the sender's window grows."""
+    need(COMMS.exists(), f"no comms console script at {COMMS} (pip install -e .)")
+    yield from _sink_process("sendgrid", tmp_path / "sendgrid.jsonl", "--latency", "0.05",
+                             "--api-key", SENDGRID_KEY)
+
+
+def _sink_process(kind: str, log: Path, *options: str) -> Iterator[Sink]:
     server = subprocess.Popen(
-        [sys.executable, "-m", "tests.sinks.smtp_server", "--port", "0", "--log", str(log)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [sys.executable, "-m", f"tests.sinks.{kind}_server", "--port", "0", "--log", str(log),
+         *options], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert server.stdout is not None
-        port = server.stdout.readline().strip()
-        if not port.isdigit():
+        address = server.stdout.readline().strip()
+        if not address:
             server.kill()
-            pytest.fail(f"the SMTP sink did not start: {server.communicate()[1]}")
-        yield Sink(int(port), log)
+            pytest.fail(f"the {kind} sink did not start: {server.communicate()[1]}")
+        yield Sink(int(address) if kind == "smtp" else address, log, kind)
     finally:
         server.terminate()
         try:
@@ -112,8 +130,13 @@ def smtp_sink(tmp_path: Path) -> Iterator[Sink]:
 
 def sender_env(sink: Sink) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMMS_")}
-    env.update(COMMS_TRANSPORT="smtp", COMMS_SMTP_HOST="127.0.0.1",
-               COMMS_SMTP_PORT=str(sink.port), COMMS_CONCURRENCY=str(CONCURRENCY), **TEST_RIG)
+    if sink.kind == "smtp":
+        env.update(COMMS_TRANSPORT="smtp", COMMS_SMTP_HOST="127.0.0.1",
+                   COMMS_SMTP_PORT=str(sink.port))
+    else:
+        env.update(COMMS_TRANSPORT="sendgrid", COMMS_SENDGRID_API_KEY=SENDGRID_KEY,
+                   COMMS_SENDGRID_HOST=str(sink.port), COMMS_MAX_IN_FLIGHT=str(MAX_IN_FLIGHT))
+    env.update(COMMS_CONCURRENCY=str(CONCURRENCY), **TEST_RIG)
     return env
 
 
@@ -160,33 +183,38 @@ def kill_midway(project: Path, sink: Sink, step: tuple[str, str] = LAUNCH) -> in
     return arrived
 
 
+@pytest.mark.parametrize(("sink_fixture", "bound"), [("smtp_sink", CONCURRENCY),
+                                                      ("sendgrid_sink", MAX_IN_FLIGHT)])
 def test_killed_sender_loses_nobody_and_repeats_only_the_uncertain(
-        big_project: Path, smtp_sink: Sink, request: pytest.FixtureRequest) -> None:
+        big_project: Path, sink_fixture: str, bound: int, request: pytest.FixtureRequest) -> None:
+    """Over SMTP the bound is the concurrency; over SendGrid, where the window adapts and a
+    batch is claimed ahead of it, ``COMMS_MAX_IN_FLIGHT``."""
+    sink: Sink = request.getfixturevalue(sink_fixture)
     everyone = {m["email"] for m in managers(MANAGERS)}
 
-    at_kill = kill_midway(big_project, smtp_sink)
+    at_kill = kill_midway(big_project, sink)
     assert at_kill < MANAGERS, "the whole audience arrived before the kill: nothing was tested"
 
-    send_launch(big_project, smtp_sink)  # the restart: sends what was never claimed
-    received = smtp_sink.recipients()
-    listed = uncertain(big_project, smtp_sink)
+    send_launch(big_project, sink)  # the restart: sends what was never claimed
+    received = sink.recipients()
+    listed = uncertain(big_project, sink)
     listed_emails = {u["email"].casefold() for u in listed}
     missing = everyone - set(received)
     assert set(received) <= everyone
     assert missing <= listed_emails, f"lost, and not reported: {sorted(missing - listed_emails)}"
-    assert len(listed) <= CONCURRENCY, f"{len(listed)} uncertain, more than the concurrency"
+    assert len(listed) <= bound, f"{len(listed)} uncertain, more than the bound ({bound})"
     assert max(received.values()) == 1, "a restart without --resend-uncertain sent twice"
     assert all(u["campaign"] == "nmdi-awareness" and u["occurrence"] and u["uid"]
                and u["claimed_at"] for u in listed)
 
-    send_launch(big_project, smtp_sink, "--resend-uncertain")
-    received = smtp_sink.recipients()
+    send_launch(big_project, sink, "--resend-uncertain")
+    received = sink.recipients()
     twice = {email for email, n in received.items() if n > 1}
     assert set(received) == everyone, f"lost: {sorted(everyone - set(received))}"
     assert max(received.values()) <= 2
-    assert len(twice) <= CONCURRENCY
+    assert len(twice) <= bound
     assert twice <= listed_emails, f"sent twice, never uncertain: {sorted(twice - listed_emails)}"
-    assert uncertain(big_project, smtp_sink) == []
+    assert uncertain(big_project, sink) == []
 
     request.node.user_properties += [  # shown in a --junitxml report
         ("arrived_at_kill", at_kill), ("missing_after_restart", len(missing)),

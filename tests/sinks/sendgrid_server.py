@@ -56,8 +56,10 @@ class SendGridSink:
     """Records every accepted message in ``messages`` (and, with ``log``, one JSON line each)."""
 
     def __init__(self, *, api_key: str = DEFAULT_KEY, host: str = "127.0.0.1", port: int = 0,
-                 log: Path | str | None = None, max_body: int = MAX_BODY) -> None:
+                 log: Path | str | None = None, max_body: int = MAX_BODY,
+                 latency: float = 0.0) -> None:
         self.api_key = api_key
+        self.latency = latency  # seconds each reply is held: a provider far away
         self.max_body = max_body
         self.messages: list[dict[str, Any]] = []
         self.requests = 0
@@ -187,6 +189,8 @@ class _Handler(BaseHTTPRequestHandler):
                                          "message": "Payload Too Large"}]}, close=close)
             return
         raw = self.rfile.read(length)
+        if sink.latency:
+            time.sleep(sink.latency)
         if scripted is not None:
             if scripted.delay:
                 time.sleep(scripted.delay)
@@ -346,9 +350,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log", help="append one JSON line per accepted message to this file")
     parser.add_argument("--api-key", default=os.environ.get("SENDGRID_SINK_KEY", DEFAULT_KEY))
     parser.add_argument("--max-body", type=int, default=MAX_BODY)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before each reply "
+                        "(each request is held on its own thread, so requests overlap)")
     args = parser.parse_args(argv)
     sink = SendGridSink(api_key=args.api_key, host=args.host, port=args.port, log=args.log,
-                        max_body=args.max_body)
+                        max_body=args.max_body, latency=args.latency)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     sink.start()
