@@ -4,7 +4,7 @@ At most ``concurrency`` sends are claimed and not yet recorded at any moment (fo
 whose :class:`~comms.transports.base.Limits` allow it, a concurrency that adapts to the provider,
 with a batch claimed ahead of it, all up to ``max_in_flight``), so a crash leaves at most that
 many ``uncertain`` (maybe sent, maybe not); they are reported, never re-sent silently. Rate
-limits are token buckets in the store, shared by every process using it.
+limits are kept in the store (comms.store.ratelimit), shared by every process using it.
 """
 
 from __future__ import annotations
@@ -507,7 +507,7 @@ class _Result:
 
 
 class _Buckets:
-    """The rate limits a dispatch draws on: token buckets in the store, shared by every process
+    """The rate limits a dispatch draws on: kept in the store, shared by every process
     using it (nothing to take, no transaction, when there are none)."""
 
     def __init__(self, store: Store, limits: list[ratelimit.Limit], clock: Clock,

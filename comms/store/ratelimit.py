@@ -1,8 +1,12 @@
-"""Rate limits shared by every process on one store: one token bucket row per limit.
+"""Rate limits shared by every process on one store.
 
-A bucket is taken in a short write transaction (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite
-has one writer at a time), refilled from the elapsed time of the clock the caller passes in, so
-every process sharing the store draws on the same tokens.
+A per-minute limit is a sliding window: what it granted in the last 60 seconds is kept in
+``rate_grants``, so no 60 seconds ever hold more than the limit, and a full minute holds all of
+it (a minute's worth may go at once, then the next as the first grow a minute old). A daily cap is
+a bucket refilled at each UTC midnight. Every take runs in a short write transaction that first
+locks the limits' ``rate_buckets`` rows (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite has one
+writer at a time), with the clock the caller passes in, so every process sharing the store draws
+on the same allowance.
 """
 
 from __future__ import annotations
@@ -12,57 +16,39 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from . import tables
 from .upsert import dialect_insert
 
 b = tables.rate_buckets
+g = tables.rate_grants
+MINUTE = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
 class Limit:
-    """One bucket: ``capacity`` sends, refilled at ``per_second`` (a per-minute limit), or in
-    full at each UTC midnight (``per_second`` None: a daily quota)."""
+    """At most ``capacity`` sends in any minute (``daily`` False), or in each UTC day."""
 
     name: str
     capacity: int
-    per_second: float | None
+    daily: bool = False
 
     @classmethod
     def per_minute(cls, name: str, n: int) -> Limit:
-        """At most ``n`` in any 60 seconds: a burst of one second's worth, refilled at the rest
-        of ``n`` a minute (burst + 60 s of refill = ``n``; a full minute sends within 2% of
-        ``n`` from 50 a minute up)."""
-        burst = max(1, math.ceil(n / 60))
-        return cls(name, burst, max(n - burst, 1) / 60)
+        """At most ``n`` in any 60 seconds."""
+        return cls(name, n)
 
     @classmethod
     def per_day(cls, name: str, n: int) -> Limit:
         """At most ``n`` in each UTC day."""
-        return cls(name, n, None)
-
-    def refilled(self, tokens: float, since: datetime, now: datetime) -> float:
-        if self.per_second is None:
-            return float(self.capacity) if now.date() > since.date() else min(tokens,
-                                                                                self.capacity)
-        elapsed = max(0.0, (now - since).total_seconds())  # another process's clock behind
-        return min(float(self.capacity), tokens + elapsed * self.per_second)
-
-    def seconds_to_next(self, tokens: float, now: datetime) -> float:
-        """How long until this bucket holds a whole token."""
-        if tokens >= 1:
-            return 0.0
-        if self.per_second is None:
-            midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
-            return (midnight - now).total_seconds()
-        return (1 - tokens) / self.per_second
+        return cls(name, n, daily=True)
 
 
 @dataclass(frozen=True, slots=True)
 class Grant:
     granted: int
-    wait: float  # when nothing was granted: seconds until every bucket holds a token
+    wait: float  # when nothing was granted: seconds until every limit allows one
 
 
 def take(conn: Connection, limits: Sequence[Limit], wanted: int, now: datetime) -> Grant:
@@ -70,32 +56,84 @@ def take(conn: Connection, limits: Sequence[Limit], wanted: int, now: datetime) 
     now = now.astimezone(UTC)
     if not limits or wanted <= 0:
         return Grant(max(0, wanted), 0.0)
-    rows = _locked(conn, limits, now)
-    tokens = {limit.name: limit.refilled(*rows[limit.name], now) for limit in limits}
-    granted = max(0, min(wanted, *(math.floor(t) for t in tokens.values())))
+    buckets = _locked(conn, limits, now)
+    windows = {limit.name: _window(conn, limit.name, now) for limit in limits if not limit.daily}
+    left = {limit.name: (_day_tokens(limit, *buckets[limit.name], now) if limit.daily else
+                         limit.capacity - sum(n for _, n in windows[limit.name]))
+            for limit in limits}
+    granted = max(0, min(wanted, *(math.floor(n) for n in left.values())))
     for limit in limits:
-        since = rows[limit.name][1]
-        conn.execute(update(b).where(b.c.name == limit.name).values(
-            tokens=tokens[limit.name] - granted, updated_at=max(since, now)))
-    wait = 0.0 if granted else max(limit.seconds_to_next(tokens[limit.name], now)
-                                   for limit in limits)
-    return Grant(granted, wait)
+        if limit.daily:
+            since = buckets[limit.name][1]
+            conn.execute(update(b).where(b.c.name == limit.name).values(
+                tokens=left[limit.name] - granted, updated_at=max(since, now)))
+            continue
+        conn.execute(delete(g).where(g.c.name == limit.name, g.c.at <= now - MINUTE))
+        if granted:
+            conn.execute(insert(g).values(name=limit.name, at=now, n=granted))
+    if granted:
+        return Grant(granted, 0.0)
+    return Grant(0, max(_day_wait(now) if limit.daily else
+                        _minute_wait(limit, windows[limit.name], now)
+                        for limit in limits if left[limit.name] < 1))
 
 
 def give_back(conn: Connection, limits: Sequence[Limit], unused: int, now: datetime) -> None:
-    """Tokens taken and not used (fewer sends were left to claim) go back."""
+    """Sends taken and not used (fewer were left to claim) go back: taken off the newest grants
+    of each per-minute limit (which leave its window last, so the window never holds more)."""
     if not limits or unused <= 0:
         return
-    rows = _locked(conn, limits, now.astimezone(UTC))
+    now = now.astimezone(UTC)
+    buckets = _locked(conn, limits, now)
     for limit in limits:
-        tokens, _ = rows[limit.name]
-        conn.execute(update(b).where(b.c.name == limit.name).values(
-            tokens=min(float(limit.capacity), tokens + unused)))
+        if limit.daily:
+            tokens, _ = buckets[limit.name]
+            conn.execute(update(b).where(b.c.name == limit.name).values(
+                tokens=min(float(limit.capacity), tokens + unused)))
+            continue
+        owed = unused
+        newest = select(g.c.id, g.c.n).where(g.c.name == limit.name, g.c.at > now - MINUTE
+                                              ).order_by(g.c.at.desc(), g.c.id.desc())
+        for row_id, n in conn.execute(newest).all():
+            if owed <= 0:
+                break
+            back = min(n, owed)
+            conn.execute(update(g).where(g.c.id == row_id).values(n=n - back))
+            owed -= back
+
+
+def _window(conn: Connection, name: str, now: datetime) -> list[tuple[datetime, int]]:
+    """This limit's grants of the last minute, oldest first."""
+    return [(at, n) for at, n in conn.execute(
+        select(g.c.at, func.sum(g.c.n)).where(g.c.name == name, g.c.at > now - MINUTE)
+        .group_by(g.c.at).order_by(g.c.at))]
+
+
+def _minute_wait(limit: Limit, window: list[tuple[datetime, int]], now: datetime) -> float:
+    """Seconds until enough of the window's grants are a minute old for one more send."""
+    over = sum(n for _, n in window) - (limit.capacity - 1)
+    if over <= 0:
+        return 0.0
+    for at, n in window:
+        over -= n
+        if over <= 0:
+            return max(0.0, (at + MINUTE - now).total_seconds())
+    return 0.0
+
+
+def _day_tokens(limit: Limit, tokens: float, since: datetime, now: datetime) -> float:
+    return float(limit.capacity) if now.date() > since.date() else min(tokens, limit.capacity)
+
+
+def _day_wait(now: datetime) -> float:
+    midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
+    return (midnight - now).total_seconds()
 
 
 def _locked(conn: Connection, limits: Sequence[Limit], now: datetime
             ) -> dict[str, tuple[float, datetime]]:
-    """Each bucket's (tokens, updated_at), created full when missing, locked in name order."""
+    """Each limit's bucket row (tokens, updated_at: a daily cap's state; for every limit, the
+    lock that puts takers in turn), created full when missing, locked in name order."""
     names = sorted({limit.name for limit in limits})
     query = select(b.c.name, b.c.tokens, b.c.updated_at).where(b.c.name.in_(names)).order_by(
         b.c.name).with_for_update()

@@ -269,3 +269,12 @@ rate_buckets = Table(
     Column("tokens", Float, nullable=False),  # sends allowed now (fractions accrue)
     Column("updated_at", UtcDateTime(), nullable=False),  # when tokens were last refilled
 )
+
+rate_grants = Table(  # what each per-minute limit granted in its last minute
+    "rate_grants", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False),  # a rate_buckets name
+    Column("at", UtcDateTime(), nullable=False),
+    Column("n", Integer, nullable=False),  # sends granted then (less any given back)
+)
+Index("ix_rate_grants_name_at", rate_grants.c.name, rate_grants.c.at)
