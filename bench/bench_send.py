@@ -392,9 +392,8 @@ def verdicts(runs: list[Run], sizes: Sequence[int]) -> None:
 
 def scale_runs(keep: bool, sizes: tuple[int, int] = (10_000, 100_000)) -> None:
     """comms to the SendGrid contract at 10,000 and 100,000: memory and rate as N grows."""
-    work = Path(tempfile.mkdtemp(prefix="comms-bench-"))
-    say(f"SendGrid contract, N = {sizes[0]:,} and {sizes[1]:,}; work folder {work}")
-    try:
+    with work_folder(keep) as work:
+        say(f"SendGrid contract, N = {sizes[0]:,} and {sizes[1]:,}; work folder {work}")
         small, big = (bench(n, work, slice(0, 1))[0] for n in sizes)
         say("")
         table([small, big])
@@ -404,6 +403,14 @@ def scale_runs(keep: bool, sizes: tuple[int, int] = (10_000, 100_000)) -> None:
             f"{big.rss_kb / 1024:.1f} / {small.rss_kb / 1024:.1f} MB = x{rss:.2f}")
         say(f"{'PASS' if rate >= 0.9 else 'FAIL'}: msgs/s({big.n:,}) >= 0.9 x msgs/s({small.n:,}): "
             f"{big.send_rate:,.0f} / {small.send_rate:,.0f} = x{rate:.2f}")
+
+
+@contextmanager
+def work_folder(keep: bool) -> Iterator[Path]:
+    """A fresh folder for a bench's projects, stores and logs: removed after, unless ``keep``."""
+    work = Path(tempfile.mkdtemp(prefix="comms-bench-"))
+    try:
+        yield work
     finally:
         if keep:
             say(f"\nkept {work}")
@@ -446,28 +453,21 @@ def main(argv: list[str] | None = None) -> None:
         return latency_runs(args.latency, args.n or 1000, args.keep)
     check_tools()
     sizes = (200, 1000) if args.quick else (1000, 10000)
-    work = Path(tempfile.mkdtemp(prefix="comms-bench-"))
-    say(f"comms send, concurrency {CONCURRENCY}, {os.cpu_count()} CPUs; work folder {work}")
-    try:
+    with work_folder(args.keep) as work:
+        say(f"comms send, concurrency {CONCURRENCY}, {os.cpu_count()} CPUs; work folder {work}")
         runs = [run for n in sizes for run in bench(n, work)]
         say("")
         table(runs)
         verdicts(runs, sizes)
-    finally:
-        if args.keep:
-            say(f"\nkept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 def latency_runs(latency: float, n: int, keep: bool, naive_max: int = 300) -> None:
     """comms and the naive loop to the SendGrid contract at 0 and ``latency`` s, as ratios (the
     naive loop sends at most ``naive_max`` with latency: its rate is steady)."""
     global LATENCY
-    work = Path(tempfile.mkdtemp(prefix="comms-bench-"))
-    say(f"SendGrid contract, N = {n:,}, {os.cpu_count()} CPUs; work folder {work}")
-    rows = []
-    try:
+    with work_folder(keep) as work:
+        say(f"SendGrid contract, N = {n:,}, {os.cpu_count()} CPUs; work folder {work}")
+        rows = []
         for LATENCY in (0.0, latency):
             folder = work / f"latency-{LATENCY:g}"
             folder.mkdir()
@@ -494,11 +494,6 @@ def latency_runs(latency: float, n: int, keep: bool, naive_max: int = 300) -> No
             f"{latency * 1000:g} ms ({slow.send_rate:,.0f})")
         say(f"{'PASS' if fast.cpu_ms <= 0.35 else 'FAIL'}: CPU <= 0.35 ms/msg at 0 ms "
             f"({fast.cpu_ms:.3f})")
-    finally:
-        if keep:
-            say(f"\nkept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
