@@ -15,14 +15,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from icalendar import Alarm, Calendar, vCalAddress
-from icalendar import Event as VEvent
-from icalendar.enums import STATUS
-
 from ._types import email_key
 from .campaign import Event
 from .transports.base import CalendarPart
-from .vtimezone import vtimezone
 
 Method = Literal["REQUEST", "CANCEL"]
 
@@ -80,6 +75,13 @@ def build_calendar(
         raise ValueError(f"sequence must be 0 or more, not {sequence}")
     if dtstamp.tzinfo is None:
         raise ValueError("dtstamp must be an aware datetime (UTC)")
+    # icalendar is imported by the first invitation, not by every command (40 ms)
+    from icalendar import Alarm, Calendar, vCalAddress
+    from icalendar import Event as VEvent
+    from icalendar.enums import STATUS
+
+    from .vtimezone import vtimezone
+
     zone = _zone(event.timezone or default_timezone, event.id)
     start, end = _localise(event.starts, zone), _localise(event.ends, zone)
 

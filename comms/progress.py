@@ -8,16 +8,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 PACE_NOTICE = timedelta(seconds=30)  # a send the rate limit stretches past this is announced
 
@@ -73,6 +68,14 @@ def progress_bar(pace: Pace | None = None,
     if not sys.stderr.isatty():
         yield _Bar(None, pace, say)
         return
+    from rich.progress import (  # on a terminal only (20 ms to import)
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeRemainingColumn())
     # Not transient: the bar stays at the count it reached, and what follows starts on a line

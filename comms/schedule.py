@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import os
 import re
 from datetime import UTC, date, datetime, time, timedelta
+from importlib import metadata
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -68,10 +70,31 @@ _SUBDIVISIONS = {"england": "ENG", "scotland": "SCT", "northern_ireland": "NIR",
 
 @functools.lru_cache(maxsize=16)
 def bank_holidays(region: str, year: int) -> frozenset[date]:
-    """UK bank holidays of one nation for one year (from the ``holidays`` package)."""
+    """UK bank holidays of one nation for one year, from the ``holidays`` package. Importing
+    and asking it costs about 0.1 s, so a machine asks once per release of the package and
+    keeps the answer in its cache folder (a file that cannot be read or written is asked anew)."""
+    try:
+        return frozenset(date.fromisoformat(day) for day in _cached(region, year).read_text("ascii").split())
+    except (OSError, RuntimeError, ValueError):  # RuntimeError: no home folder
+        pass
     import holidays
 
-    return frozenset(holidays.country_holidays("GB", subdiv=_SUBDIVISIONS[region], years=year))
+    days = frozenset(holidays.country_holidays("GB", subdiv=_SUBDIVISIONS[region], years=year))
+    try:
+        cached = _cached(region, year)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(f"{cached.name}.{os.getpid()}")
+        partial.write_text("".join(f"{day.isoformat()}\n" for day in sorted(days)), "ascii")
+        os.replace(partial, cached)  # whole or not at all, for a process reading it meanwhile
+    except (OSError, RuntimeError):
+        pass
+    return days
+
+
+def _cached(region: str, year: int) -> Path:
+    """Where a machine keeps one nation's year, for one release of ``holidays``."""
+    home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(home) / "comms" / "bank-holidays" / f"{metadata.version('holidays')}-{region}-{year}.txt"
 
 
 def localise(naive: datetime, zone: ZoneInfo) -> datetime:

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from comms.schedule import Schedule, exists_locally, load_schedule, localise, next_allowed
+from comms.schedule import (
+    Schedule,
+    bank_holidays,
+    exists_locally,
+    load_schedule,
+    localise,
+    next_allowed,
+)
 
 LONDON = ZoneInfo("Europe/London")
 WORKING = Schedule(id="uk-working-hours", days=["mon", "tue", "wed", "thu", "fri"],
@@ -43,6 +53,31 @@ def test_scotland_keeps_its_own_holidays() -> None:
     scotland = WORKING.model_copy(update={"skip_holidays": "scotland"})
     assert next_allowed(at("2027-01-04 10:00"), scotland) == at("2027-01-05 09:00")  # 2 Jan sub.
     assert next_allowed(at("2027-01-04 10:00"), WORKING) == at("2027-01-04 10:00")
+
+
+def test_bank_holidays_are_asked_once_per_machine(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The package's answer is kept in the cache folder: a later process reads it without
+    importing ``holidays``; a damaged file is asked anew and rewritten."""
+    import holidays
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    asked = frozenset(holidays.country_holidays("GB", subdiv="NIR", years=2027))
+    bank_holidays.cache_clear()
+    assert bank_holidays("northern_ireland", 2027) == asked
+    [kept] = (tmp_path / "comms" / "bank-holidays").iterdir()
+    assert kept.name == f"{holidays.__version__}-northern_ireland-2027.txt"
+    later = subprocess.run(
+        [sys.executable, "-c", "import sys; from comms.schedule import bank_holidays; "
+         "print(len(bank_holidays('northern_ireland', 2027)), 'holidays' in sys.modules)"],
+        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)}, capture_output=True, text=True,
+        check=True)
+    assert later.stdout.split() == [str(len(asked)), "False"]
+    kept.write_text("2027-13-45\n", "ascii")  # not a date
+    bank_holidays.cache_clear()
+    assert bank_holidays("northern_ireland", 2027) == asked
+    assert kept.read_text("ascii").split() == sorted(day.isoformat() for day in asked)
+    bank_holidays.cache_clear()
 
 
 def test_both_2026_clock_changes() -> None:

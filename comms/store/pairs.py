@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, case, func, or_, select, update
-from sqlalchemy.orm import aliased
 
 from ..pairs import Pair
 from ..responses import Kind, Response
@@ -68,7 +67,7 @@ def members(conn: Connection, round_id: str, mentee_ids: Iterable[int]
     wanted = sorted(set(mentee_ids))
     if not wanted:
         return {}
-    mentor, mentee = aliased(st), aliased(st)
+    mentor, mentee = st.alias(), st.alias()
     columns = [*(c.label(f"a_{c.name}") for c in mentor.c),
                *(c.label(f"b_{c.name}") for c in mentee.c)]
     rows = conn.execute(select(p.c.id, p.c.mentee_id, p.c.note, *columns)
@@ -98,7 +97,7 @@ def listing(conn: Connection, round_id: str | None,
             introductions: Mapping[str, Sequence[tuple[str, str]]]) -> list[dict[str, Any]]:
     """Each active pair (of one round or all) with its state. ``introductions`` gives, per
     round, the (campaign, step) of the introduce steps that name it."""
-    mentor, mentee = aliased(st), aliased(st)
+    mentor, mentee = st.alias(), st.alias()
     query = (select(p.c.id, p.c.round, p.c.note, p.c.answer, p.c.answered_at,
                     mentor.c.display_email.label("mentor"),
                     mentee.c.display_email.label("mentee"),
@@ -143,7 +142,7 @@ def summary(conn: Connection, introductions: Mapping[str, Sequence[tuple[str, st
 def suppressed(conn: Connection, key: Any, round_id: str) -> list[str]:
     """The pairs a step's key skipped because one of the two is suppressed, by name
     ("mentee & mentor"), never by address."""
-    mentor, mentee = aliased(st), aliased(st)
+    mentor, mentee = st.alias(), st.alias()
     rows = conn.execute(
         select(mentee.c.first_name, mentee.c.last_name, mentor.c.first_name,
                mentor.c.last_name)

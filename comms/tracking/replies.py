@@ -7,9 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.message import Message
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from icalendar import Calendar, Component, vCalAddress
+if TYPE_CHECKING:
+    from icalendar import Calendar, Component, vCalAddress
 
 from .._types import email_key
 
@@ -168,6 +169,8 @@ def _parse_calendar(data: bytes | str) -> Calendar:
         raise ValueError("not iCalendar data (no BEGIN:VCALENDAR)")
     if text.upper().count("BEGIN:") > MAX_COMPONENTS * 4:
         raise ValueError(f"iCalendar data with more than {MAX_COMPONENTS * 4} components")
+    from icalendar import Calendar  # loaded by the first reply read, not by every command
+
     try:
         calendars = Calendar.from_ical(text, multiple=True)
     except (ValueError, KeyError, IndexError, TypeError, RecursionError) as exc:

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError
 from .base import Address, CalendarPart, Limits, Message, Transport
 from .outbox import OutboxTransport
-from .smtp import SmtpTransport
 
 if TYPE_CHECKING:
     from ..settings import Settings
     from .sendgrid import SendGridTransport
+    from .smtp import SmtpTransport
 
 __all__ = [
     "Address", "CalendarPart", "Limits", "Message", "OutboxTransport", "SendGridTransport",
@@ -34,6 +34,8 @@ def _make(settings: Settings) -> Transport:
     if settings.transport == "outbox":
         return OutboxTransport(settings.resolved_outbox_dir)
     if settings.transport == "smtp":
+        from .smtp import SmtpTransport
+
         password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
         starttls = settings.smtp_starttls or (settings.smtp_port == 587 and not settings.smtp_ssl)
         return SmtpTransport(
@@ -60,9 +62,13 @@ def _make(settings: Settings) -> Transport:
 
 
 def __getattr__(name: str) -> Any:
-    # The sendgrid package takes ~70 ms to import: load it only when it is used.
+    # Each transport is loaded when it is used (the sendgrid package takes ~70 ms to import).
     if name == "SendGridTransport":
         from .sendgrid import SendGridTransport
 
         return SendGridTransport
+    if name == "SmtpTransport":
+        from .smtp import SmtpTransport
+
+        return SmtpTransport
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,6 +19,9 @@ from comms.store import Store, tables
 COMMS = Path(sys.executable).parent / "comms"
 STRONG_KEY = "k3Yq0X5w9fM2rT8vLz1aN6pB4sD7gH0jU2eC5iO8yR1t"  # 44 base64url characters
 PUBLIC = "https://comms.sel-learning.example"
+# The clock of every command run here, unless a test sets its own: the example's launch has
+# just fallen due, whatever the date (a step missed by more than a day is not sent).
+LAUNCH_DUE = "2026-12-01T09:30:00+00:00"
 
 
 def production(**extra: str) -> dict[str, str]:
@@ -29,13 +32,13 @@ def production(**extra: str) -> dict[str, str]:
 def clean_env(env: Mapping[str, str]) -> dict[str, str]:
     """This process's environment without any COMMS_ setting, plus ``env``."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("COMMS_")}
-    return {**base, **env}
+    return {**base, "COMMS_NOW": LAUNCH_DUE, **env}
 
 
 def run(*args: str, env: Mapping[str, str] | None = None) -> Result:
     """The CLI in this process, with only ``env`` as comms settings."""
     unset: dict[str, str | None] = {k: None for k in os.environ if k.startswith("COMMS_")}
-    return CliRunner().invoke(cli, list(args), env={**unset, **(env or {})},
+    return CliRunner().invoke(cli, list(args), env={**unset, "COMMS_NOW": LAUNCH_DUE, **(env or {})},
                               catch_exceptions=False)
 
 
