@@ -52,10 +52,13 @@ def tokens(draw: st.DrawFn, real: list[str]) -> str:
     if kind == "text":
         return quote(draw(st.text(max_size=60)), safe="")
     if kind == "mutated":  # a real token with a few characters changed
-        token = list(draw(st.sampled_from(real)))
+        original = draw(st.sampled_from(real))
+        token = list(original)
         for _ in range(draw(st.integers(1, 3))):
-            token[draw(st.integers(0, len(token) - 1))] = draw(st.sampled_from("aZ09._-~"))
-        return "".join(token)
+            at = draw(st.integers(0, len(token) - 1))
+            token[at] = draw(st.sampled_from([c for c in "aZ09._-~" if c != token[at]]))
+        # changed, whatever the token's own characters (the real tokens differ from run to run)
+        return "".join(token) if "".join(token) != original else original + "a"
     if kind == "long":
         return "a" * draw(st.integers(1000, 20000))
     return ".".join(draw(st.lists(st.text("abc.%", max_size=5), max_size=6)))
