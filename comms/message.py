@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from .audience import Stakeholder
 from .campaign import Campaign, Event, Step, Tracking
 from .events import CalendarSpec
+from .inlining import Skeleton
 from .invite import EventCalendar, build_calendar
 from .pack import EMPTY_PACK, Pack
 from .render import Renderer, StepTemplates
@@ -152,6 +153,7 @@ class PreparedStep:
         }
         if event is not None:
             self._base["event"] = event
+        self._skeleton = Skeleton(shared=self._base)  # the same for everyone: not personal
 
     def context(self, stakeholder: Stakeholder, send_uid: str,
                 pairing: Pairing | None = None) -> dict[str, Any]:
@@ -186,7 +188,8 @@ class PreparedStep:
         """The message for one recipient; for a pairs step (``pairing``), to both people of
         the pair (``stakeholder`` is the mentee)."""
         context = self.context(stakeholder, send_uid, pairing)
-        rendered = self._renderer.render(self._templates, context, who=stakeholder.email)
+        rendered = self._renderer.render(self._templates, context, who=stakeholder.email,
+                                         skeleton=self._skeleton)
         also_to = ((Address(email=pairing.mentor.email, name=pairing.mentor.full_name),)
                    if pairing is not None else ())
         tracking = self.tracking

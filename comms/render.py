@@ -28,6 +28,7 @@ from jinja2.sandbox import SandboxedEnvironment, SecurityError
 from ._text import html_to_text
 from ._yaml import decode_utf8
 from .errors import ConfigError, TemplateError, did_you_mean
+from .inlining import Skeleton, inline
 
 HTML_SUFFIX = ".html.j2"
 BUILTIN = Path(__file__).parent / "templates"  # defaults a project's templates/ may override
@@ -75,7 +76,6 @@ class Renderer:
             keep_trailing_newline=True,
             bytecode_cache=_COMPILED,
         )
-        self._inliner: Any = None  # css_inline, loaded on the first message (0.5 s to import)
         self._compiled: dict[tuple[str, str], StepTemplates] = {}
         self._checked: set[str] = set()  # templates whose references were read and found sound
 
@@ -163,9 +163,11 @@ class Renderer:
             names += [target for target, _, _ in _references(source, name, filename)]
         return sorted(found)
 
-    def render(self, step: StepTemplates, context: Mapping[str, Any], *, who: str = "") -> Rendered:
+    def render(self, step: StepTemplates, context: Mapping[str, Any], *, who: str = "",
+               skeleton: Skeleton | None = None) -> Rendered:
         """Render for one recipient within the limits above; every error names the template,
-        its line and the recipient."""
+        its line and the recipient. With the step's ``skeleton``, CSS is inlined once for the
+        step rather than once for each recipient (``comms/inlining.py``)."""
         budget = _BUDGET.set(_Budget())
         try:
             subject = self._part(step.subject, step, context, who)
@@ -174,13 +176,22 @@ class Renderer:
         finally:
             _BUDGET.reset(budget)
         subject = " ".join(subject.replace("\x00", " ").split())
-        if self._inliner is None:
-            import css_inline
-
-            self._inliner = css_inline.CSSInliner(keep_style_tags=False,
-                                                  load_remote_stylesheets=False)
-        html = self._inliner.inline(html)
+        inlined = None
+        if skeleton is not None:
+            inlined = skeleton.html(html, context, lambda marked: self._marked_html(step, marked))
+        html = inline(html) if inlined is None else inlined
         return Rendered(subject=subject, html=html, text=text if text is not None else html_to_text(html))
+
+    def _marked_html(self, step: StepTemplates, marked: Mapping[str, Any]) -> str:
+        """The step's HTML for a context of markers; "" if the template cannot render it (one
+        that does arithmetic on a personal value, say): then every message is inlined whole."""
+        budget = _BUDGET.set(_Budget())
+        try:
+            return step.html.render(marked)
+        except Exception:
+            return ""
+        finally:
+            _BUDGET.reset(budget)
 
     def _part(self, template: jinja2.Template, step: StepTemplates, context: Mapping[str, Any],
               who: str) -> str:
