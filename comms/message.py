@@ -15,7 +15,7 @@ from .events import CalendarSpec
 from .inlining import Skeleton
 from .invite import EventCalendar, build_calendar
 from .pack import EMPTY_PACK, Pack
-from .render import Renderer, StepTemplates
+from .render import Renderer, StepTemplates, views
 from .responses import RATINGS
 from .tokens import Tokens
 from .transports.base import Address, Message
@@ -114,6 +114,9 @@ class FeedbackLinks:
     rating_urls: dict[int, str]
     url: str
 
+
+
+views(Stakeholder, Address, CampaignView, StepView, EventView, RsvpLinks, PairView, FeedbackLinks)
 
 
 def event_view(event: Event, default_timezone: str, seats_left: int | None = None) -> EventView:

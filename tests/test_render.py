@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from comms import render
 from comms.audience import Stakeholder
 from comms.errors import TemplateError
 from comms.render import Renderer, html_to_text
@@ -90,6 +91,21 @@ def test_sandbox_refuses_unsafe_attributes(templates: Path) -> None:
     with pytest.raises(TemplateError) as info:
         renderer.render(renderer.compile("evil", "s"), {"stakeholder": person()})
     assert "unsafe" in str(info.value) or "has no attribute" in str(info.value)
+
+
+@pytest.mark.parametrize("reach", ["__class__", "__slots__", "__init__.__globals__",
+                                   "__dataclass_fields__", "attributes.__class__", "_replace"])
+def test_a_view_gives_its_fields_and_nothing_past_them(templates: Path, reach: str) -> None:
+    """Stakeholder is one of comms's views (read without the sandbox's checks on each field):
+    what is not one of its fields still meets the sandbox."""
+    import comms.message  # noqa: F401  (declares the views)
+
+    assert "first_name" in render._VIEWS[Stakeholder]
+    (templates / "evil.html.j2").write_text(f"{{{{ stakeholder.first_name }}}} "
+                                            f"{{{{ stakeholder.{reach} }}}}", "utf-8")
+    renderer = Renderer(templates)
+    with pytest.raises(TemplateError, match="unsafe|has no attribute|undefined"):
+        renderer.render(renderer.compile("evil", "s"), {"stakeholder": person()})
 
 
 def test_templates_compile_once_per_process(templates: Path) -> None:
