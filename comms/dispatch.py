@@ -9,14 +9,15 @@ limits are kept in the store (comms.store.ratelimit), shared by every process us
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Coroutine, Generator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from . import events, targeting
 from .audience import from_row
@@ -39,7 +40,7 @@ from .store import events as stored_events
 from .store import pairs as stored_pairs
 from .store import sends as ledger
 from .targeting import Target
-from .transports.base import NO_LIMITS, Limits, Transport
+from .transports.base import NO_LIMITS, AsyncSender, Limits, Message, Transport
 
 MAX_BACKOFF = 300.0  # seconds: the longest wait between attempts comms chooses itself
 MAX_RETRY_AFTER = 3600.0  # seconds: the longest a provider's Retry-After is honoured for
@@ -285,16 +286,15 @@ class Dispatcher:
         exhausted = False
         beating = self.clock.every(runs.HEARTBEAT, lambda: self._beat(run_id))
 
-        def start(pool: ThreadPoolExecutor) -> None:
+        def start(pool: _Runner) -> None:
             while queued and len(in_flight) < window.limit and not self.stopping.is_set():
                 job, pairing = queued.popleft()
-                in_flight[pool.submit(self._attempt, prepared, job, pairing)] = job.id
+                in_flight[pool.submit(self._attempt(prepared, job, pairing))] = job.id
 
         def unrecorded() -> int:
             return len(in_flight) + len(queued)
 
-        with ThreadPoolExecutor(max_workers=window.ceiling,
-                                thread_name_prefix="comms-send") as pool:
+        with self._runner(window.ceiling) as pool:
             try:
                 while True:
                     now = self.clock.now()
@@ -437,8 +437,18 @@ class Dispatcher:
         if self.progress and results:
             self.progress.advance(len(results))
 
+    def _runner(self, workers: int) -> _Runner:
+        """Where attempts run: on one event loop for a transport that offers an async sender
+        and a window that adapts (hundreds in flight, no thread each), else on threads."""
+        if self._window().adaptive and callable(getattr(self.transport, "open_async", None)):
+            return _EventLoop(self.transport, self.clock, self.stopping)
+        return _Threads(self.transport, self.clock, self.stopping, workers)
+
     def _attempt(self, prepared: PreparedStep, job: ledger.Claimed,
-                 pairing: Pairing | None = None) -> _Result:
+                 pairing: Pairing | None = None) -> _Steps:
+        """One claim's attempts, as steps a runner carries out: each ``_Send`` yielded is
+        answered with the provider id (or has the transport's error thrown in), each ``_Wait``
+        with whether stopping cut it short; the result is what the steps return."""
         person = from_row(job.stakeholder)
         attempts: list[ledger.Attempt] = []
         throttled: list[float] = []  # each 429/5xx: its Retry-After (0 when none)
@@ -463,7 +473,7 @@ class Dispatcher:
         for n in range(1, self.policy.max_attempts + 1):
             started = self.clock.now()
             try:
-                provider_id = self.transport.send(message)
+                provider_id = yield _Send(message)
             except AmbiguousError as exc:
                 attempt("uncertain", exc)
                 return outcome("uncertain", str(exc))
@@ -474,7 +484,7 @@ class Dispatcher:
                 if n == self.policy.max_attempts:
                     return outcome("failed", f"gave up after {n} attempts: {exc}",
                                    retryable=True)
-                if self.clock.wait(self._backoff(n, exc.retry_after), self.stopping):
+                if (yield _Wait(self._backoff(n, exc.retry_after))):
                     return _Result(person.email, job.id, None, attempts,  # stopping: unsent
                                    throttled=throttled)
             except (PermanentError, CommsError) as exc:
@@ -504,6 +514,142 @@ class _Result:
     attempts: list[ledger.Attempt]
     latency: float | None = None  # seconds the transport took to accept it
     throttled: Sequence[float] = ()  # the provider's 429/5xx on the way: each Retry-After
+
+
+@dataclass(frozen=True, slots=True)
+class _Send:
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class _Wait:
+    seconds: float
+
+
+_Steps = Generator[_Send | _Wait, Any, _Result]
+
+
+class _Runner(Protocol):
+    def submit(self, steps: _Steps) -> Future[_Result]: ...
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None: ...
+    def __enter__(self) -> _Runner: ...
+    def __exit__(self, *exc: object) -> None: ...
+
+
+class _Threads:
+    """Each attempt on a thread of a pool, blocking on the transport."""
+
+    def __init__(self, transport: Transport, clock: Clock, stopping: threading.Event,
+                 workers: int) -> None:
+        self._transport, self._clock, self._stopping = transport, clock, stopping
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="comms-send")
+
+    def submit(self, steps: _Steps) -> Future[_Result]:
+        return self._pool.submit(self._run, steps)
+
+    def _run(self, steps: _Steps) -> _Result:
+        answer: tuple[bool, Any] = (True, None)
+        while True:
+            try:
+                step = steps.send(answer[1]) if answer[0] else steps.throw(answer[1])
+            except StopIteration as done:
+                return done.value
+            try:
+                answer = (True, self._transport.send(step.message) if isinstance(step, _Send)
+                          else self._clock.wait(step.seconds, self._stopping))
+            except BaseException as exc:
+                answer = (False, exc)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+    def __enter__(self) -> _Threads:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+
+class _EventLoop:
+    """Each attempt a task on one event loop (its own thread), sending with the transport's
+    async sender: as many in flight as the window allows, one thread for all. A future is
+    running once its task has begun (from then on it may be sent) and cannot be cancelled,
+    as with threads; the clock's waits (backoff) run on the loop's executor."""
+
+    def __init__(self, transport: Transport, clock: Clock, stopping: threading.Event) -> None:
+        self._clock, self._stopping = clock, stopping
+        self._loop = asyncio.new_event_loop()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._unstarted: set[Future[_Result]] = set()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="comms-send-loop",
+                                        daemon=True)
+        self._thread.start()
+        self._sender: AsyncSender = self._call(self._open(transport))
+
+    @staticmethod
+    async def _open(transport: Transport) -> AsyncSender:
+        return transport.open_async()  # type: ignore[attr-defined]
+
+    def _call(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def submit(self, steps: _Steps) -> Future[_Result]:
+        future: Future[_Result] = Future()
+        self._unstarted.add(future)
+        self._loop.call_soon_threadsafe(self._start, steps, future)
+        return future
+
+    def _start(self, steps: _Steps, future: Future[_Result]) -> None:
+        self._unstarted.discard(future)
+        if not future.set_running_or_notify_cancel():
+            steps.close()  # cancelled before it began: never sent
+            return
+        task = self._loop.create_task(self._run(steps, future))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, steps: _Steps, future: Future[_Result]) -> None:
+        answer: tuple[bool, Any] = (True, None)
+        try:
+            while True:
+                try:
+                    step = steps.send(answer[1]) if answer[0] else steps.throw(answer[1])
+                except StopIteration as done:
+                    future.set_result(done.value)
+                    return
+                try:
+                    answer = (True, await self._sender.send(step.message)
+                              if isinstance(step, _Send) else await self._loop.run_in_executor(
+                                  None, self._clock.wait, step.seconds, self._stopping))
+                except Exception as exc:  # the loop's own cancellation ends the task below
+                    answer = (False, exc)
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop the loop: at once (``wait=False``: what is in flight is left as it is), or once
+        every task has ended and the sender's connections are closed. ``cancel_futures``: what
+        has not begun never will."""
+        if cancel_futures:
+            for future in list(self._unstarted):
+                future.cancel()
+        if wait:
+            self._call(self._drain())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        if wait:
+            self._thread.join()
+            self._loop.close()
+
+    async def _drain(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._sender.close()
+
+    def __enter__(self) -> _EventLoop:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
 
 
 class _Buckets:
@@ -561,7 +707,9 @@ class _Window:
 
     @property
     def refill(self) -> int:
-        return max(1, self.claims // 2)  # claim and record in batches, not one at a time
+        # claim and record in batches, not one at a time, of at most BATCH // 2: a large
+        # window stays nearly full rather than draining by half between claims
+        return max(1, min(self.claims // 2, self.BATCH // 2))
 
     def observe(self, result: _Result) -> None:
         if not self.adaptive:

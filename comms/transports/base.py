@@ -96,6 +96,19 @@ class Transport(Protocol):
         ...
 
 
+class AsyncSender(Protocol):
+    """A transport's sender for one event loop, for transports that offer one
+    (``open_async()``): many sends in flight on one thread, each over its own connection."""
+
+    async def send(self, message: Message) -> str:
+        """As :meth:`Transport.send`."""
+        ...
+
+    async def close(self) -> None:
+        """Release this sender's connections (on its loop)."""
+        ...
+
+
 _TOKENS = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"
                      r"|\bSG\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
 

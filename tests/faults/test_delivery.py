@@ -31,6 +31,7 @@ from comms.store import tables
 from comms.suppression import AddressHasher
 from comms.tracking.ingest import ingest
 from comms.tracking.providers.sendgrid import parse_events
+from comms.transports.base import Limits
 from comms.transports.sendgrid import SendGridTransport
 from comms.transports.smtp import SmtpTransport
 from tests.conftest import FakeClock, only_new_stakeholders
@@ -101,14 +102,19 @@ def launch(app: App) -> None:
     app.dispatcher().send(campaign, campaign.steps[0])
 
 
+@pytest.mark.parametrize("runner", ["threads", "event loop"])
 @pytest.mark.parametrize("fault", list(FAULTS), ids=list(FAULTS))
 def test_sendgrid_faults_lose_nobody_duplicate_nobody_and_resolve_by_webhook(
-        fault: str, project_dir: Path, store_url: str) -> None:
+        fault: str, runner: str, project_dir: Path, store_url: str) -> None:
+    """Through a thread per send, and (as ``make_transport`` configures SendGrid, with a
+    window that adapts) through the dispatcher's event loop."""
     clock = FakeClock(datetime(2026, 12, 1, 9, 0, tzinfo=UTC))
     with SendGridSink(api_key=API_KEY) as sink, FaultProxy(
             "127.0.0.1", int(urlsplit(sink.url).port or 0),
             plan=fraction(0.1, FAULTS[fault], seed=fault)) as proxy:
         transport = SendGridTransport(API_KEY, host=proxy.url, timeout=0.5)
+        if runner == "event loop":
+            transport.limits = Limits(max_in_flight=64)  # type: ignore[attr-defined]
         app = make_app(project_dir, store_url, clock, transport, transport="sendgrid",
                        sendgrid_webhook_public_key="configured", max_attempts=5)
         launch(app)
