@@ -5,6 +5,10 @@ whose :class:`~comms.transports.base.Limits` allow it, a concurrency that adapts
 with a batch claimed ahead of it, all up to ``max_in_flight``), so a crash leaves at most that
 many ``uncertain`` (maybe sent, maybe not); they are reported, never re-sent silently. Rate
 limits are kept in the store (comms.store.ratelimit), shared by every process using it.
+
+Each claim's attempts (compose, send, back off, send again) are written once, as steps; a
+runner carries them out: a pool of threads, or, for a transport with an async sender (SendGrid),
+one event loop on which hundreds of requests can wait on a distant provider at once.
 """
 
 from __future__ import annotations
