@@ -1,4 +1,5 @@
-"""A lean HTTP/1.1 client connection for one host, kept alive between requests.
+"""A lean HTTP/1.1 client connection for one host, kept alive between requests (blocking, and
+its twin on an asyncio stream).
 
 ``http.client`` parses every reply's headers with the ``email`` package and writes each header
 line through several calls; for a provider answering thousands of small replies a second that
@@ -37,8 +38,8 @@ class Reply:
         self.status, self.headers, self.body, self.will_close = status, headers, body, will_close
 
 
-class Connection:
-    """One TCP (or TLS) connection; ``request`` opens it when it is not open."""
+class _Peer:
+    """Where a connection goes: host, port (by default 443 with TLS, 80 without), timeout."""
 
     def __init__(self, host: str, port: int | None, *, timeout: float,
                  context: ssl.SSLContext | None = None) -> None:
@@ -46,6 +47,14 @@ class Connection:
         default = 443 if context is not None else 80
         self.port = port or default
         self._host_header = host if self.port == default else f"{host}:{self.port}"
+
+
+class Connection(_Peer):
+    """One TCP (or TLS) connection; ``request`` opens it when it is not open."""
+
+    def __init__(self, host: str, port: int | None, *, timeout: float,
+                 context: ssl.SSLContext | None = None) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
         self.sock: socket.socket | None = None
         self._reader: BinaryIO | None = None
 
@@ -120,15 +129,12 @@ class Connection:
             reader.readline(MAX_LINE + 1)  # the CRLF after the chunk
 
 
-class AsyncConnection:
+class AsyncConnection(_Peer):
     """The same client on an asyncio stream: one of many in flight on one event loop."""
 
     def __init__(self, host: str, port: int | None, *, timeout: float,
                  context: ssl.SSLContext | None = None) -> None:
-        self.host, self.timeout, self.context = host, timeout, context
-        default = 443 if context is not None else 80
-        self.port = port or default
-        self._host_header = host if self.port == default else f"{host}:{self.port}"
+        super().__init__(host, port, timeout=timeout, context=context)
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 

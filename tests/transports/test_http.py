@@ -1,17 +1,21 @@
-"""The lean HTTP/1.1 connection the SendGrid transport uses, against a raw socket server that
-answers exactly the bytes each test scripts (framings the SendGrid sink never sends)."""
+"""The lean HTTP/1.1 connection the SendGrid transport uses, blocking and on asyncio, against a
+raw socket server that answers exactly the bytes each test scripts (framings the SendGrid sink
+never sends)."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from comms.errors import AmbiguousError
-from comms.transports._http import BadReply, Connection
+from comms.transports._http import AsyncConnection, BadReply, Connection, Reply
 from comms.transports.sendgrid import SendGridTransport
 from tests.conftest import Tls
 
@@ -74,15 +78,42 @@ def script() -> Iterator[list[Scripted]]:
         server.close()
 
 
+class OnALoop:
+    """An :class:`AsyncConnection` driven to the end of each request on a loop of its own."""
+
+    def __init__(self, port: int, context: ssl.SSLContext | None) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._conn = AsyncConnection("127.0.0.1", port, timeout=5, context=context)
+
+    def request(self, *args: Any) -> Reply:
+        return self._loop.run_until_complete(self._conn.request(*args))
+
+    def close(self) -> None:
+        self._conn.close()
+        self._loop.run_until_complete(asyncio.sleep(0))  # the transport's close is a callback
+        self._loop.close()
+
+
+@pytest.fixture(params=["blocking", "asyncio"])
+def connect(request: pytest.FixtureRequest) -> Any:
+    """Connection, or AsyncConnection: each test holds for both."""
+    def make(port: int, context: ssl.SSLContext | None = None) -> Connection | OnALoop:
+        if request.param == "blocking":
+            return Connection("127.0.0.1", port, timeout=5, context=context)
+        return OnALoop(port, context)
+    return make
+
+
 def serve(script: list[Scripted], *replies: bytes | None, tls: Tls | None = None) -> Scripted:
     server = Scripted(list(replies), tls)
     script.append(server)
     return server
 
 
-def test_the_request_is_one_http_1_1_message_with_host_and_length(script: list[Scripted]) -> None:
+def test_the_request_is_one_http_1_1_message_with_host_and_length(script: list[Scripted],
+                                                                  connect: Any) -> None:
     server = serve(script, b"HTTP/1.1 202 Accepted\r\nX-Message-Id: m1\r\nContent-Length: 0\r\n\r\n")
-    conn = Connection("127.0.0.1", server.port, timeout=5)
+    conn = connect(server.port)
     reply = conn.request("POST", "/v3/mail/send", b'{"a": 1}', {"Authorization": "Bearer k"})
     assert (reply.status, reply.body, reply.will_close) == (202, b"", False)
     assert reply.headers.get("x-message-id") == reply.headers.get("X-MESSAGE-ID") == "m1"
@@ -92,13 +123,13 @@ def test_the_request_is_one_http_1_1_message_with_host_and_length(script: list[S
     conn.close()
 
 
-def test_chunked_and_continue_replies_keep_the_connection(script: list[Scripted]) -> None:
+def test_chunked_and_continue_replies_keep_the_connection(script: list[Scripted], connect: Any) -> None:
     server = serve(script,
                    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 400 Bad Request\r\n"
                    b"Transfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n6\r\n world\r\n0\r\n"
                    b"Trailer: t\r\n\r\n",
                    b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\nok")
-    conn = Connection("127.0.0.1", server.port, timeout=5)
+    conn = connect(server.port)
     first = conn.request("POST", "/", b"", {})
     second = conn.request("POST", "/", b"", {})
     assert (first.status, first.body) == (400, b"hello world")
@@ -111,9 +142,9 @@ def test_chunked_and_continue_replies_keep_the_connection(script: list[Scripted]
     b"HTTP/1.1 202 Accepted\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
     b"HTTP/1.0 202 Accepted\r\nContent-Length: 0\r\n\r\n",
 ])
-def test_a_reply_that_closes_says_so(script: list[Scripted], reply: bytes) -> None:
+def test_a_reply_that_closes_says_so(script: list[Scripted], reply: bytes, connect: Any) -> None:
     server = serve(script, reply)
-    conn = Connection("127.0.0.1", server.port, timeout=5)
+    conn = connect(server.port)
     assert conn.request("POST", "/", b"", {}).will_close
     conn.close()
 
@@ -128,9 +159,9 @@ def test_a_reply_that_closes_says_so(script: list[Scripted], reply: bytes) -> No
     (None, OSError),
 ])
 def test_what_is_not_a_whole_reply_is_an_error(script: list[Scripted], reply: bytes | None,
-                                               error: type[Exception]) -> None:
+                                               error: type[Exception], connect: Any) -> None:
     server = serve(script, reply)
-    conn = Connection("127.0.0.1", server.port, timeout=5)
+    conn = connect(server.port)
     with pytest.raises((error, http.client.HTTPException)):
         conn.request("POST", "/", b"", {})
     conn.close()
@@ -150,11 +181,24 @@ def test_the_transport_calls_a_broken_reply_uncertain(script: list[Scripted],
         transport.send(make_message(1))
     assert len(server.requests) == 1
     transport.close()
+    again = serve(script, reply)  # and through the sender the dispatcher's event loop uses
+    transport = SendGridTransport(API_KEY, host=f"http://127.0.0.1:{again.port}", timeout=5)
+
+    async def send() -> str:
+        sender = transport.open_async()
+        try:
+            return await sender.send(make_message(1))
+        finally:
+            await sender.close()
+
+    with pytest.raises(AmbiguousError, match="may have been accepted"):
+        asyncio.run(send())
+    assert len(again.requests) == 1
 
 
-def test_https(script: list[Scripted], tls: Tls) -> None:
+def test_https(script: list[Scripted], tls: Tls, connect: Any) -> None:
     server = serve(script, b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n", tls=tls)
-    conn = Connection("127.0.0.1", server.port, timeout=5, context=tls.client)
+    conn = connect(server.port, tls.client)
     assert conn.request("POST", "/", b"{}", {}).status == 202
     assert b"Host: 127.0.0.1:" in server.requests[0][1]
     conn.close()
