@@ -585,6 +585,7 @@ class _EventLoop:
         self._loop = asyncio.new_event_loop()
         self._tasks: set[asyncio.Task[None]] = set()
         self._unstarted: set[Future[_Result]] = set()
+        self._stopped = False
         self._thread = threading.Thread(target=self._loop.run_forever, name="comms-send-loop",
                                         daemon=True)
         self._thread.start()
@@ -637,6 +638,9 @@ class _EventLoop:
         if cancel_futures:
             for future in list(self._unstarted):
                 future.cancel()
+        if self._stopped:  # stopped at once before: nothing runs on the loop any more
+            return
+        self._stopped = True
         if wait:
             self._call(self._drain())
         self._loop.call_soon_threadsafe(self._loop.stop)

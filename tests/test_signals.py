@@ -18,7 +18,17 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, need
-from tests.test_crash import COMMS, MANAGERS, Sink, big_project, managers, sender_env  # noqa: F401
+from tests.test_crash import (  # noqa: F401
+    COMMS,
+    MANAGERS,
+    MAX_IN_FLIGHT,
+    SENDGRID_KEY,
+    Sink,
+    _sink_process,
+    big_project,
+    managers,
+    sender_env,
+)
 
 pytestmark = pytest.mark.slow
 DEADLINE = 40.0
@@ -153,5 +163,38 @@ def test_a_second_signal_forces_the_stop_and_lists_what_was_in_flight(
     [launch] = [row for row in found["steps"] if row["step"] == "launch"]
     listed = {u["email"].casefold() for u in found["uncertain"]}
     assert launch["claimed"] == 0 and launch["uncertain"] == len(listed) <= 8
+    assert launch["sent"] + len(listed & set(received)) == len(received)  # none lost unlisted
+    assert "what was still being sent is listed as uncertain" in log.read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def far_sendgrid(tmp_path: Path) -> Iterator[Sink]:
+    """The SendGrid-contract sink as its own process, answering each request after 2 s: sends
+    wait on the dispatcher's event loop when the signals come."""
+    yield from _sink_process("sendgrid", tmp_path / "sendgrid.jsonl", "--latency", "2.0",
+                             "--api-key", SENDGRID_KEY)
+
+
+def test_a_second_signal_forces_the_stop_of_the_event_loop_too(
+        now_project: Path, far_sendgrid: Sink, tmp_path: Path) -> None:
+    """Through SendGrid the requests under way are tasks on one event loop: the forced stop
+    leaves them as they are (uncertain, at most the window's claims) and exits at once."""
+    log = tmp_path / "sender.log"
+    process = subprocess.Popen(
+        [str(COMMS), *COMMANDS["send"], "--project", str(now_project)],
+        env=sender_env(far_sendgrid), stdout=subprocess.DEVNULL, stderr=open(log, "a"))
+    wait_for_arrivals(far_sendgrid, 1, process)  # the first replies are on their way
+    process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + DEADLINE
+    while "stopping: " not in log.read_text(encoding="utf-8"):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=DEADLINE) == 143, log.read_text(encoding="utf-8")
+    received = far_sendgrid.recipients()
+    found = status(now_project, far_sendgrid)
+    [launch] = [row for row in found["steps"] if row["step"] == "launch"]
+    listed = {u["email"].casefold() for u in found["uncertain"]}
+    assert launch["claimed"] == 0 and launch["uncertain"] == len(listed) <= MAX_IN_FLIGHT
     assert launch["sent"] + len(listed & set(received)) == len(received)  # none lost unlisted
     assert "what was still being sent is listed as uncertain" in log.read_text(encoding="utf-8")
