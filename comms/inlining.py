@@ -16,7 +16,7 @@ recipient's HTML is the skeleton's inlined form with their values put back, but 
   nor edged with spaces, which the HTML parser treats differently in some places).
 
 Otherwise a message is inlined whole, as before, so the HTML sent is the same either way
-(``tests/test_render.py`` checks both paths give identical bytes).
+(``tests/test_inlining.py`` checks both paths give identical bytes).
 """
 
 from __future__ import annotations
@@ -48,9 +48,11 @@ def inline(html: str) -> str:
     global _inliner
     if _inliner is None:
         with _loading:
-            import css_inline
+            if _inliner is None:
+                import css_inline
 
-            _inliner = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
+                _inliner = css_inline.CSSInliner(keep_style_tags=False,
+                                                 load_remote_stylesheets=False)
     return str(_inliner.inline(html))
 
 
