@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, need
+from tests.sinks.sendgrid_server import SendGridSink
 from tests.test_crash import (  # noqa: F401
     COMMS,
     MANAGERS,
     MAX_IN_FLIGHT,
     SENDGRID_KEY,
     Sink,
-    _sink_process,
     big_project,
     managers,
     sender_env,
@@ -151,39 +151,13 @@ def test_a_second_signal_forces_the_stop_and_lists_what_was_in_flight(
     log = tmp_path / "sender.log"
     process = start("send", now_project, slow_sink, log)
     wait_for_arrivals(slow_sink, 8, process)  # the first eight wait 2 s for their replies
-    process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + DEADLINE
-    while "stopping: " not in log.read_text(encoding="utf-8"):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=DEADLINE) == 143
-    received = slow_sink.recipients()
-    found = status(now_project, slow_sink)
-    [launch] = [row for row in found["steps"] if row["step"] == "launch"]
-    listed = {u["email"].casefold() for u in found["uncertain"]}
-    assert launch["claimed"] == 0 and launch["uncertain"] == len(listed) <= 8
-    assert launch["sent"] + len(listed & set(received)) == len(received)  # none lost unlisted
-    assert "what was still being sent is listed as uncertain" in log.read_text(encoding="utf-8")
+    signal_twice(process, log, now_project, slow_sink, bound=8)
 
 
-@pytest.fixture
-def far_sendgrid(tmp_path: Path) -> Iterator[Sink]:
-    """The SendGrid-contract sink as its own process, answering each request after 2 s: sends
-    wait on the dispatcher's event loop when the signals come."""
-    yield from _sink_process("sendgrid", tmp_path / "sendgrid.jsonl", "--latency", "2.0",
-                             "--api-key", SENDGRID_KEY)
-
-
-def test_a_second_signal_forces_the_stop_of_the_event_loop_too(
-        now_project: Path, far_sendgrid: Sink, tmp_path: Path) -> None:
-    """Through SendGrid the requests under way are tasks on one event loop: the forced stop
-    leaves them as they are (uncertain, at most the window's claims) and exits at once."""
-    log = tmp_path / "sender.log"
-    process = subprocess.Popen(
-        [str(COMMS), *COMMANDS["send"], "--project", str(now_project)],
-        env=sender_env(far_sendgrid), stdout=subprocess.DEVNULL, stderr=open(log, "a"))
-    wait_for_arrivals(far_sendgrid, 1, process)  # the first replies are on their way
+def signal_twice(process: subprocess.Popen[bytes], log: Path, project: Path, sink: Sink, *,
+                 bound: int) -> None:
+    """A signal, then a second once the first is heard: exit 143 at once, with at most
+    ``bound`` listed uncertain and none lost unlisted."""
     process.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + DEADLINE
     while "stopping: " not in log.read_text(encoding="utf-8"):
@@ -191,10 +165,35 @@ def test_a_second_signal_forces_the_stop_of_the_event_loop_too(
         time.sleep(0.01)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=DEADLINE) == 143, log.read_text(encoding="utf-8")
-    received = far_sendgrid.recipients()
-    found = status(now_project, far_sendgrid)
+    received = sink.recipients()
+    found = status(project, sink)
     [launch] = [row for row in found["steps"] if row["step"] == "launch"]
     listed = {u["email"].casefold() for u in found["uncertain"]}
-    assert launch["claimed"] == 0 and launch["uncertain"] == len(listed) <= MAX_IN_FLIGHT
+    assert launch["claimed"] == 0 and launch["uncertain"] == len(listed) <= bound
     assert launch["sent"] + len(listed & set(received)) == len(received)  # none lost unlisted
     assert "what was still being sent is listed as uncertain" in log.read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def far_sendgrid(tmp_path: Path) -> Iterator[tuple[SendGridSink, Sink]]:
+    """The SendGrid-contract sink answering each request after 3 s (in this process, so the test
+    sees a request arrive before its reply leaves): sends wait on the dispatcher's event loop
+    when the signals come."""
+    log = tmp_path / "sendgrid.jsonl"
+    with SendGridSink(api_key=SENDGRID_KEY, log=log, latency=3.0) as server:
+        yield server, Sink(server.url, log, "sendgrid")
+
+
+def test_a_second_signal_forces_the_stop_of_the_event_loop_too(
+        now_project: Path, far_sendgrid: tuple[SendGridSink, Sink], tmp_path: Path) -> None:
+    """Through SendGrid the requests under way are tasks on one event loop: the forced stop
+    leaves them as they are (uncertain, at most the window's claims) and exits at once."""
+    server, sink = far_sendgrid
+    log = tmp_path / "sender.log"
+    process = start("send", now_project, sink, log)
+    deadline = time.monotonic() + DEADLINE
+    while server.requests < 1:  # one is with the provider, its reply 3 s away
+        assert process.poll() is None, "the sender ended before the signal"
+        assert time.monotonic() < deadline, "sending did not start"
+        time.sleep(0.01)
+    signal_twice(process, log, now_project, sink, bound=MAX_IN_FLIGHT)
