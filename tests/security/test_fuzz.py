@@ -38,6 +38,7 @@ CONTENT_TYPES = ["application/json", "multipart/form-data", "multipart/form-data
                  "application/x-www-form-urlencoded", "text/plain", "application/json; charset=zz",
                  "multipart/form-data; boundary=" + "b" * 200]
 
+MUTATIONS = "aZ09._-~"
 latin1 = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"),
                  max_size=80)
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
@@ -56,8 +57,9 @@ def tokens(draw: st.DrawFn, real: list[str]) -> str:
         token = list(original)
         for _ in range(draw(st.integers(1, 3))):
             at = draw(st.integers(0, len(token) - 1))
-            token[at] = draw(st.sampled_from([c for c in "aZ09._-~" if c != token[at]]))
-        # changed, whatever the token's own characters (the real tokens differ from run to run)
+            pick = draw(st.sampled_from(MUTATIONS))  # the same draws every run: derandomised
+            # changed, whatever the token's own characters (real tokens differ from run to run)
+            token[at] = pick if pick != token[at] else MUTATIONS[MUTATIONS.index(pick) - 1]
         return "".join(token) if "".join(token) != original else original + "a"
     if kind == "long":
         return "a" * draw(st.integers(1000, 20000))
