@@ -298,7 +298,7 @@ class Dispatcher:
         def unrecorded() -> int:
             return len(in_flight) + len(queued)
 
-        with self._runner(window.ceiling) as pool:
+        with self._runner(window) as pool:
             try:
                 while True:
                     now = self.clock.now()
@@ -441,12 +441,12 @@ class Dispatcher:
         if self.progress and results:
             self.progress.advance(len(results))
 
-    def _runner(self, workers: int) -> _Runner:
+    def _runner(self, window: _Window) -> _Runner:
         """Where attempts run: on one event loop for a transport that offers an async sender
         and a window that adapts (hundreds in flight, no thread each), else on threads."""
-        if self._window().adaptive and callable(getattr(self.transport, "open_async", None)):
+        if window.adaptive and callable(getattr(self.transport, "open_async", None)):
             return _EventLoop(self.transport, self.clock, self.stopping)
-        return _Threads(self.transport, self.clock, self.stopping, workers)
+        return _Threads(self.transport, self.clock, self.stopping, window.ceiling)
 
     def _attempt(self, prepared: PreparedStep, job: ledger.Claimed,
                  pairing: Pairing | None = None) -> _Steps:
@@ -533,6 +533,13 @@ class _Wait:
 _Steps = Generator[_Send | _Wait, Any, _Result]
 
 
+def _advance(steps: _Steps, answer: tuple[bool, Any]) -> _Send | _Wait:
+    """The next step, given the last one's answer: ``(True, value)`` is sent in, ``(False,
+    error)`` thrown in; ``StopIteration`` carries the result."""
+    ok, value = answer
+    return steps.send(value) if ok else steps.throw(value)
+
+
 class _Runner(Protocol):
     def submit(self, steps: _Steps) -> Future[_Result]: ...
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None: ...
@@ -555,7 +562,7 @@ class _Threads:
         answer: tuple[bool, Any] = (True, None)
         while True:
             try:
-                step = steps.send(answer[1]) if answer[0] else steps.throw(answer[1])
+                step = _advance(steps, answer)
             except StopIteration as done:
                 return done.value
             try:
@@ -618,7 +625,7 @@ class _EventLoop:
         try:
             while True:
                 try:
-                    step = steps.send(answer[1]) if answer[0] else steps.throw(answer[1])
+                    step = _advance(steps, answer)
                 except StopIteration as done:
                     future.set_result(done.value)
                     return
