@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Coroutine, Generator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from . import events, targeting
@@ -48,6 +48,10 @@ from .transports.base import NO_LIMITS, AsyncSender, Limits, Message, Transport
 
 MAX_BACKOFF = 300.0  # seconds: the longest wait between attempts comms chooses itself
 MAX_RETRY_AFTER = 3600.0  # seconds: the longest a provider's Retry-After is honoured for
+# A send reaches the provider within this much of its rate grant (the claim's transaction, the
+# hand-off, the request on the wire): a grant is held a minute and this long, so that no 60 s
+# of arrivals hold more than a per-minute limit (at the cost of 1% of the limit's rate).
+LAG = timedelta(seconds=0.5)
 
 
 @dataclass
@@ -282,8 +286,9 @@ class Dispatcher:
         Stopping (``stopping`` set) claims nothing more and lets what is in flight finish; a
         forced stop leaves what is in flight uncertain. A result is dropped from memory only once
         the transaction recording it has committed."""
-        window = self._window()
-        bucket = _Buckets(self.store, self._limits(), self.clock, self.stopping)
+        limits = self._limits()
+        window = self._window(paced=bool(limits))
+        bucket = _Buckets(self.store, limits, self.clock, self.stopping)
         in_flight: dict[Future[_Result], int] = {}  # with the transport: maybe sent
         queued: deque[tuple[ledger.Claimed, Pairing | None]] = deque()  # claimed, not started
         done: list[_Result] = []
@@ -377,15 +382,16 @@ class Dispatcher:
                         self._record(conn, run_id, done, self.clock.now())
                     self._count(done, summary)
 
-    def _window(self) -> _Window:
-        """Concurrency as the transport allows: fixed, or adapting up to ``max_in_flight``."""
+    def _window(self, *, paced: bool) -> _Window:
+        """Concurrency as the transport allows: fixed, or adapting up to ``max_in_flight``;
+        ``paced``: under a rate limit."""
         start = max(1, self.policy.concurrency)
         most = self._transport_limits().max_in_flight
         if most is None:
-            return _Window(start, start)
+            return _Window(start, start, paced=paced)
         if self.policy.max_in_flight is not None:
             most = self.policy.max_in_flight
-        return _Window(min(start, most), max(1, most))
+        return _Window(min(start, most), max(1, most), paced=paced)
 
     def _transport_limits(self) -> Limits:
         limits = getattr(self.transport, "limits", NO_LIMITS)
@@ -396,10 +402,11 @@ class Dispatcher:
         found = []
         if self.policy.max_per_minute:
             found.append(ratelimit.Limit.per_minute(self.policy.rate_name,
-                                                    self.policy.max_per_minute))
+                                                    self.policy.max_per_minute, lag=LAG))
         caps, name = self._transport_limits(), getattr(self.transport, "name", "transport")
         if caps.per_minute:
-            found.append(ratelimit.Limit.per_minute(f"transport:{name}:minute", caps.per_minute))
+            found.append(ratelimit.Limit.per_minute(f"transport:{name}:minute", caps.per_minute,
+                                                    lag=LAG))
         if caps.per_day:
             found.append(ratelimit.Limit.per_day(f"transport:{name}:day", caps.per_day))
         return found
@@ -705,9 +712,10 @@ class _Window:
     RARE = 0.01  # the share of ambiguous results a growing window may have
     BATCH = 64  # when adapting: claimed at least this many ahead (within ``ceiling``)
 
-    def __init__(self, start: int, ceiling: int) -> None:
+    def __init__(self, start: int, ceiling: int, *, paced: bool = False) -> None:
         self.limit, self.ceiling = start, ceiling
         self.adaptive = ceiling > start
+        self.paced = paced
         self._latencies: list[float] = []
         self._seen = self._ambiguous = self._throttled = 0
         self._best: float | None = None
@@ -717,8 +725,15 @@ class _Window:
         """How many sends may be claimed and not yet recorded: those in flight and, when
         adapting, a batch queued ahead of the threads, so that claiming and recording take one
         transaction per ``BATCH // 2`` messages however few are in flight (all within
-        ``ceiling``, the bound on what a crash can leave uncertain)."""
-        return min(self.ceiling, max(self.limit, self.BATCH)) if self.adaptive else self.limit
+        ``ceiling``, the bound on what a crash can leave uncertain).
+
+        Under a rate limit (``paced``) nothing is queued ahead: what is claimed was granted and
+        is handed over at once, so the limit counts sends as they reach the provider (a batch
+        granted ahead would go at the pace of the window, which may be faster the next minute
+        than the last, and crowd one minute of arrivals)."""
+        if self.paced or not self.adaptive:
+            return self.limit
+        return min(self.ceiling, max(self.limit, self.BATCH))
 
     @property
     def refill(self) -> int:

@@ -169,6 +169,47 @@ def test_rate_limit_spreads_sends_over_minutes(project_dir: Path, clock: FakeClo
     app.close()
 
 
+class _Slowing:
+    """A provider that takes 10 s (on the test's clock) over its second to ninth sends, and no
+    time over the others; what it receives, and when, is kept. Its first reply being instant,
+    the window judges the slow ones as queueing and keeps one send in flight: one at a time,
+    on one clock."""
+
+    name = "slowing"
+
+    def __init__(self, clock: FakeClock) -> None:
+        from comms.transports.base import Limits
+
+        self.limits = Limits(max_in_flight=64)  # the window adapts, claiming ahead
+        self.clock, self.arrived = clock, []
+
+    def send(self, message: object) -> str:
+        self.arrived.append(self.clock.now())
+        if 2 <= len(self.arrived) <= 9:
+            self.clock.sleep(10)
+        return f"slowing-{len(self.arrived)}"
+
+    def close(self) -> None:
+        pass
+
+
+def test_rate_limit_counts_sends_as_they_reach_the_provider(
+        project_dir: Path, clock: FakeClock, tmp_path: Path) -> None:
+    """A grant is spent as it is made: sends claimed ahead of a slow provider, and handed over
+    once it speeds up, would crowd more than the limit into a minute of arrivals."""
+    slowing = _Slowing(clock)
+    app = App(load_settings(project_dir, database_url=f"sqlite:///{tmp_path / 'r.db'}"),
+              clock=clock, transport=slowing)
+    app.sync_directory()
+    campaign = app.project.campaign("mentor-recruitment")
+    summary = app.dispatcher(max_per_minute=8).send(campaign, campaign.steps[0])
+    assert summary.sent == 75 == len(slowing.arrived)
+    seconds = [(at - slowing.arrived[0]).total_seconds() for at in slowing.arrived]
+    most = max(sum(1 for t in seconds if start <= t < start + 60) for start in seconds)
+    assert most <= 8, " ".join(f"{t:g}" for t in seconds)
+    app.close()
+
+
 def test_two_processes_sending_one_step_send_each_message_once(
         project_dir: Path, store_url: str, clock: FakeClock) -> None:
     """Two dispatchers with their own engines race on the same step (SKIP LOCKED on PostgreSQL)."""

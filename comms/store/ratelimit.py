@@ -2,7 +2,9 @@
 
 A per-minute limit is a sliding window: what it granted in the last 60 seconds is kept in
 ``rate_grants``, so no 60 seconds ever hold more than the limit, and a full minute holds all of
-it (a minute's worth may go at once, then the next as the first grow a minute old). A daily cap is
+it (a minute's worth may go at once, then the next as the first grow a minute old). A taker
+whose sends leave up to a ``lag`` after their grant has each grant held that much longer, so
+that no 60 seconds of sends hold more than the limit either. A daily cap is
 a bucket refilled at each UTC midnight. Every take runs in a short write transaction that first
 locks the limits' ``rate_buckets`` rows (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite has one
 writer at a time), with the clock the caller passes in, so every process sharing the store draws
@@ -28,16 +30,19 @@ MINUTE = timedelta(minutes=1)
 
 @dataclass(frozen=True, slots=True)
 class Limit:
-    """At most ``capacity`` sends in any minute (``daily`` False), or in each UTC day."""
+    """At most ``capacity`` sends in any minute (``daily`` False), or in each UTC day; a
+    per-minute grant keeps its place in the window for ``hold``."""
 
     name: str
     capacity: int
     daily: bool = False
+    hold: timedelta = MINUTE
 
     @classmethod
-    def per_minute(cls, name: str, n: int) -> Limit:
-        """At most ``n`` in any 60 seconds."""
-        return cls(name, n)
+    def per_minute(cls, name: str, n: int, *, lag: timedelta = timedelta(0)) -> Limit:
+        """At most ``n`` in any 60 seconds of sends made at most ``lag`` after their grant
+        (each grant is held a minute and ``lag``)."""
+        return cls(name, n, hold=MINUTE + lag)
 
     @classmethod
     def per_day(cls, name: str, n: int) -> Limit:
@@ -57,7 +62,7 @@ def take(conn: Connection, limits: Sequence[Limit], wanted: int, now: datetime) 
     if not limits or wanted <= 0:
         return Grant(max(0, wanted), 0.0)
     buckets = _locked(conn, limits, now)
-    windows = {limit.name: _window(conn, limit.name, now) for limit in limits if not limit.daily}
+    windows = {limit.name: _window(conn, limit, now) for limit in limits if not limit.daily}
     left = {limit.name: (_day_tokens(limit, *buckets[limit.name], now) if limit.daily else
                          limit.capacity - sum(n for _, n in windows[limit.name]))
             for limit in limits}
@@ -68,7 +73,7 @@ def take(conn: Connection, limits: Sequence[Limit], wanted: int, now: datetime) 
             conn.execute(update(b).where(b.c.name == limit.name).values(
                 tokens=left[limit.name] - granted, updated_at=max(since, now)))
             continue
-        conn.execute(delete(g).where(g.c.name == limit.name, g.c.at <= now - MINUTE))
+        conn.execute(delete(g).where(g.c.name == limit.name, g.c.at <= now - limit.hold))
         if granted:
             conn.execute(insert(g).values(name=limit.name, at=now, n=granted))
     if granted:
@@ -92,7 +97,7 @@ def give_back(conn: Connection, limits: Sequence[Limit], unused: int, now: datet
                 tokens=min(float(limit.capacity), tokens + unused)))
             continue
         owed = unused
-        newest = select(g.c.id, g.c.n).where(g.c.name == limit.name, g.c.at > now - MINUTE
+        newest = select(g.c.id, g.c.n).where(g.c.name == limit.name, g.c.at > now - limit.hold
                                               ).order_by(g.c.at.desc(), g.c.id.desc())
         for row_id, n in conn.execute(newest).all():
             if owed <= 0:
@@ -102,22 +107,22 @@ def give_back(conn: Connection, limits: Sequence[Limit], unused: int, now: datet
             owed -= back
 
 
-def _window(conn: Connection, name: str, now: datetime) -> list[tuple[datetime, int]]:
-    """This limit's grants of the last minute, oldest first."""
+def _window(conn: Connection, limit: Limit, now: datetime) -> list[tuple[datetime, int]]:
+    """This limit's grants still held, oldest first."""
     return [(at, n) for at, n in conn.execute(
-        select(g.c.at, func.sum(g.c.n)).where(g.c.name == name, g.c.at > now - MINUTE)
+        select(g.c.at, func.sum(g.c.n)).where(g.c.name == limit.name, g.c.at > now - limit.hold)
         .group_by(g.c.at).order_by(g.c.at))]
 
 
 def _minute_wait(limit: Limit, window: list[tuple[datetime, int]], now: datetime) -> float:
-    """Seconds until enough of the window's grants are a minute old for one more send."""
+    """Seconds until enough of the window's grants are no longer held for one more send."""
     over = sum(n for _, n in window) - (limit.capacity - 1)
     if over <= 0:
         return 0.0
     for at, n in window:
         over -= n
         if over <= 0:
-            return max(0.0, (at + MINUTE - now).total_seconds())
+            return max(0.0, (at + limit.hold - now).total_seconds())
     return 0.0
 
 
