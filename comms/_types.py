@@ -53,8 +53,10 @@ def _validated(value: str) -> str:
 
 
 def email_key(value: str) -> str:
-    """The case-folded form addresses are compared and stored by."""
-    return value.strip().casefold()
+    """The case-folded form addresses are compared and stored by (``value`` itself when it is
+    that already: the directory's sets and maps of keys hold no second copy of each address)."""
+    key = value.strip().casefold()
+    return value if key == value else key
 
 
 def header_safe(value: str) -> str:

@@ -112,9 +112,12 @@ def _scratch(project: Project, now: datetime) -> Iterator[_Scratch]:
         sync(store, [person for person, _ in groups], now=now)
         with store.read() as conn:
             ids = ids_by_email(conn, [person.key for person, _ in groups])
-            by_email = {person.key: person for person in project.directory.people}
-            mentors = {round_id: by_email[pairs[0].mentor]
-                       for round_id, pairs in project.rounds.pairs.items() if pairs}
+            first = {round_id: pairs[0].mentor
+                     for round_id, pairs in project.rounds.pairs.items() if pairs}
+            wanted = set(first.values())
+            by_email = {key: person for person in project.directory.people
+                        if (key := person.key) in wanted}
+            mentors = {round_id: by_email[mentor] for round_id, mentor in first.items()}
             yield _Scratch(conn, {ids[person.key]: count for person, count in groups}, mentors)
     finally:
         store.dispose()

@@ -263,3 +263,25 @@ def test_check_campaign_renders_one_campaign_and_writes_nothing(project_dir: Pat
                           now=now) == []
     assert sorted(p.name for p in project_dir.iterdir()) == ["campaigns", "pairs", "schedules",
                                                              "stakeholders", "templates"]
+
+
+def test_csv_in_cp1252_is_read_whole_when_its_first_odd_byte_comes_late(tmp_path: Path) -> None:
+    """The file is read a line at a time; a byte that is not UTF-8 far into it starts again in
+    cp1252, keeping nothing twice."""
+    rows = "".join(f"p{i}@x.example,P,{i},manager,,,,\n" for i in range(2000))
+    path = write(tmp_path, "people.csv", (HEADER + "bad@x.example,B,A,,,,,\n" + rows
+                                          + "z@x.example,Zo\xeb,N,manager,,,,\n").encode("cp1252"))
+    directory = read_directory([path], tmp_path)
+    assert [p.location_message() for p in directory.problems] == ["people.csv:2: role is empty"]
+    assert len(directory.people) == 2001 and directory.people[-1].first_name == "Zo\xeb"
+
+
+def test_people_share_what_repeats(tmp_path: Path) -> None:
+    path = write(tmp_path, "people.csv", HEADER + "".join(
+        f"p{i}@nhs.example,P,{i},Manager,Lewisham PCT,Lewisham,Practice Manager,a;b\n"
+        for i in range(3)))
+    first, *others = read_directory([path], tmp_path).people
+    assert (first.role, first.tags, dict(first.attributes)) == ("manager", ("a", "b"), {})
+    for other in others:
+        assert other.organisation is first.organisation and other.tags is first.tags
+        assert other.role is first.role and other.attributes is first.attributes

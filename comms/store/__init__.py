@@ -160,9 +160,9 @@ def _engine(url: str) -> Engine:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA secure_delete=ON")  # deleted content is overwritten (erasure)
-        cur.execute("PRAGMA temp_store=MEMORY")  # report scratch tables and big sorts
-        cur.execute("PRAGMA cache_size=-65536")  # 64 MB of pages per connection
-        cur.execute("PRAGMA mmap_size=268435456")
+        # SQLite's own page cache (2 MB a connection), temp files and no memory-mapped reads:
+        # a 64 MB cache, temp tables in memory and a 256 MB map made no report faster (100,000
+        # people, 1,000,000 responses: 5-6 s either way) and kept a large store in memory.
         cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
 

@@ -33,7 +33,11 @@ class SyncResult:
 def fingerprint(paths: Sequence[Path]) -> str:
     digest = hashlib.sha256()
     for path in sorted(paths):
-        digest.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
+        digest.update(str(path).encode() + b"\0")
+        with open(path, "rb") as file:  # a piece at a time: not a copy of a large directory
+            while chunk := file.read(1 << 20):
+                digest.update(chunk)
+        digest.update(b"\0")
     return digest.hexdigest()
 
 
@@ -58,21 +62,24 @@ def sync(store: Store, people: Sequence[Stakeholder], *, now: datetime,
     by_source: dict[str, set[str]] = defaultdict(set)
     with store.write() as conn:
         forgotten = forgotten_hashes(conn)
-        rows = []
+        rows: list[dict[str, Any]] = []  # a batch at a time, not the whole directory's rows
         for person in people:
             by_source[person.source].add(person.key)
             if forgotten and not forgotten.isdisjoint(hasher.candidates(person.email)):
                 result.forgotten.append(person)
                 continue
             rows.append(to_row(person) | {"active": True, "updated_at": now})
-        columns = [c for c in rows[0] if c != "email"] if rows else []
-        for i in range(0, len(rows), _BATCH):
-            upsert(conn, s, rows[i:i + _BATCH], ["email"], columns)
-        result.upserted = len(rows)
+            if len(rows) == _BATCH:
+                _upsert(conn, rows)
+                result.upserted += len(rows)
+                rows = []
+        if rows:
+            _upsert(conn, rows)
+            result.upserted += len(rows)
         for source, keys in by_source.items():
-            present = set(conn.execute(
-                select(s.c.email).where(s.c.source == source, s.c.active)).scalars())
-            gone = sorted(present - keys)
+            gone = sorted(email for email in conn.execute(
+                select(s.c.email).where(s.c.source == source, s.c.active)).scalars()
+                if email not in keys)
             for i in range(0, len(gone), _BATCH):
                 conn.execute(update(s).where(and_(s.c.source == source,
                                                   s.c.email.in_(gone[i:i + _BATCH])))
@@ -82,6 +89,10 @@ def sync(store: Store, people: Sequence[Stakeholder], *, now: datetime,
             upsert(conn, m, [{"key": fingerprint_key, "value": fingerprint_value}], ["key"],
                    ["value"])
     return result
+
+
+def _upsert(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    upsert(conn, tables.stakeholders, rows, ["email"], [c for c in rows[0] if c != "email"])
 
 
 def listing(conn: Connection, *, role: str | None = None,
