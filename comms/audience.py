@@ -252,7 +252,7 @@ def _person(cells: dict[str, Any], shown: Path, line: int,
     tag_list = tags if isinstance(tags, list) else _TAG_SPLIT.split(str(tags))
     attributes = {k: v for k, v in cells.items() if k not in KNOWN and v not in (None, "")}
     # Roles, organisations, boroughs, titles, tags and the file repeat from person to person:
-    # one copy of each (a directory of 100,000 is held in a third less memory).
+    # one copy of each, however many people share it.
     return Stakeholder(
         email=text["email"], first_name=text["first_name"], last_name=text["last_name"],
         role=intern(text["role"].lower()), organisation=intern(text["organisation"]),

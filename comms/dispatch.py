@@ -50,7 +50,7 @@ MAX_BACKOFF = 300.0  # seconds: the longest wait between attempts comms chooses 
 MAX_RETRY_AFTER = 3600.0  # seconds: the longest a provider's Retry-After is honoured for
 # A send reaches the provider within this much of its rate grant (the claim's transaction, the
 # hand-off, the request on the wire): a grant is held a minute and this long, so that no 60 s
-# of arrivals hold more than a per-minute limit (at the cost of 1% of the limit's rate).
+# of arrivals hold more than a per-minute limit (at the cost of under 1% of its rate).
 LAG = timedelta(seconds=0.5)
 
 
