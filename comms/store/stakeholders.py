@@ -70,12 +70,10 @@ def sync(store: Store, people: Sequence[Stakeholder], *, now: datetime,
                 continue
             rows.append(to_row(person) | {"active": True, "updated_at": now})
             if len(rows) == _BATCH:
-                _upsert(conn, rows)
-                result.upserted += len(rows)
+                result.upserted += _upsert(conn, rows)
                 rows = []
         if rows:
-            _upsert(conn, rows)
-            result.upserted += len(rows)
+            result.upserted += _upsert(conn, rows)
         for source, keys in by_source.items():
             gone = sorted(email for email in conn.execute(
                 select(s.c.email).where(s.c.source == source, s.c.active)).scalars()
@@ -91,8 +89,10 @@ def sync(store: Store, people: Sequence[Stakeholder], *, now: datetime,
     return result
 
 
-def _upsert(conn: Connection, rows: list[dict[str, Any]]) -> None:
+def _upsert(conn: Connection, rows: list[dict[str, Any]]) -> int:
+    """One batch of the directory's rows written; how many."""
     upsert(conn, tables.stakeholders, rows, ["email"], [c for c in rows[0] if c != "email"])
+    return len(rows)
 
 
 def listing(conn: Connection, *, role: str | None = None,
