@@ -405,6 +405,36 @@ def scale_runs(keep: bool, sizes: tuple[int, int] = (10_000, 100_000)) -> None:
             f"{big.send_rate:,.0f} / {small.send_rate:,.0f} = x{rate:.2f}")
 
 
+def startup_runs(keep: bool, runs: int = 5) -> None:
+    """Wall time from start to exit: `comms --help`, and `comms send` of one message to the
+    SendGrid contract with a new SQLite store each run (the directory imported, checked, sent)."""
+    with work_folder(keep) as work:
+        helps = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            subprocess.run([str(COMMS), "--help"], env=comms_env(work / "help.db"), check=True,
+                           stdout=subprocess.DEVNULL)
+            helps.append(time.perf_counter() - start)
+        folders = [work / f"send-{i}" for i in range(runs)]
+        for folder in folders:
+            folder.mkdir()
+        sends = [bench(1, folder, slice(0, 1))[0] for folder in folders]
+        for run in sends:
+            if run.problem:
+                sys.exit(f"one-message send: {run.problem}")
+        walls = sorted(run.wall for run in sends)
+        cpus = sorted(run.cpu for run in sends)
+        helps.sort()
+        say(f"comms --help: {', '.join(f'{t:.3f}' for t in helps)} s")
+        say(f"one-message comms send: {', '.join(f'{t:.3f}' for t in walls)} s wall, "
+            f"CPU {', '.join(f'{t:.3f}' for t in cpus)} s")
+        median_help, median_send = helps[runs // 2], walls[runs // 2]
+        say(f"{'PASS' if median_help <= 0.15 else 'FAIL'}: comms --help <= 0.15 s "
+            f"(median {median_help:.3f})")
+        say(f"{'PASS' if median_send <= 0.5 else 'FAIL'}: one-message send <= 0.5 s "
+            f"(median {median_send:.3f})")
+
+
 @contextmanager
 def work_folder(keep: bool) -> Iterator[Path]:
     """A fresh folder for a bench's projects, stores and logs: removed after, unless ``keep``."""
@@ -445,10 +475,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-n", type=int, default=None, help="one N instead of the two")
     parser.add_argument("--scale", action="store_true", help="comms to the SendGrid contract "
                         "at N = 10,000 and 100,000 only: memory and rate as N grows")
+    parser.add_argument("--startup", action="store_true", help="wall time of `comms --help` "
+                        "and of a one-message `comms send`, five runs each")
     args = parser.parse_args(argv)
     compile_comms()
     if args.scale:
         return scale_runs(args.keep)
+    if args.startup:
+        return startup_runs(args.keep)
     if args.latency is not None:
         return latency_runs(args.latency, args.n or 1000, args.keep)
     check_tools()

@@ -450,8 +450,9 @@ class Dispatcher:
 
     def _runner(self, window: _Window) -> _Runner:
         """Where attempts run: on one event loop for a transport that offers an async sender
-        and a window that adapts (hundreds in flight, no thread each), else on threads."""
-        if window.adaptive and callable(getattr(self.transport, "open_async", None)):
+        (SendGrid, SMTP: as many in flight as the window allows, no thread each), else on
+        threads."""
+        if callable(getattr(self.transport, "open_async", None)):
             return _EventLoop(self.transport, self.clock, self.stopping)
         return _Threads(self.transport, self.clock, self.stopping, window.ceiling)
 

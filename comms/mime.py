@@ -269,19 +269,41 @@ def _qp_part(content_type: str, text: str) -> str:
 
 def quoted_printable(text: str) -> str:
     """UTF-8 quoted-printable with CRLF line ends; lines <= 76; ``From `` and ``.`` at a line
-    start hidden (so no line of a message ever needs SMTP dot-stuffing)."""
+    start hidden (so no line of a message ever needs SMTP dot-stuffing).
+
+    Encoding is line by line (a line's encoding depends on that line alone), and the lines of
+    a step's messages repeat from one person to the next: each line is encoded once and kept,
+    up to ``_QP_KEPT`` lines, so only the lines holding a person's own values cost anything."""
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    encoded = binascii.b2a_qp(text.encode("utf-8"), istext=True).decode("ascii")
-    if "From " in encoded:
-        if encoded.startswith("From "):
-            encoded = "=46" + encoded[1:]
-        encoded = encoded.replace("\nFrom ", "\n=46rom ")
-    if "." in encoded:
-        if encoded.startswith("."):
-            encoded = "=2E" + encoded[1:]
-        encoded = encoded.replace("\n.", "\n=2E")
-    return encoded.replace("\n", CRLF)
+    kept = _QP_LINES
+    encoded = []
+    for line in text.split("\n"):
+        done = kept.get(line)
+        if done is None:
+            done = _qp_line(line)
+            if len(kept) >= _QP_KEPT:
+                kept.clear()
+            kept[line] = done
+        encoded.append(done)
+    return CRLF.join(encoded)
+
+
+_QP_LINES: dict[str, str] = {}
+_QP_KEPT = 4096
+
+
+def _qp_line(line: str) -> str:
+    """One line (no line break in it) as ``quoted_printable`` has it."""
+    encoded = binascii.b2a_qp(line.encode("utf-8"), istext=True).decode("ascii")
+    if encoded.startswith("From "):
+        encoded = "=46" + encoded[1:]
+    elif encoded.startswith("."):
+        encoded = "=2E" + encoded[1:]
+    if "\n" in encoded:  # soft line breaks: a continuation may start the same way
+        encoded = encoded.replace("\nFrom ", "\n=46rom ").replace("\n.", "\n=2E")
+        return encoded.replace("\n", CRLF)
+    return encoded
 
 
 def _base64(data: bytes) -> str:

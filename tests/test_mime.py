@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import binascii
 import email
 import email.policy
 import re
@@ -14,7 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from comms.mime import build_mime
+from comms import mime
+from comms.mime import build_mime, quoted_printable
 from comms.transports.base import Address, CalendarPart, Message
 
 DATE = datetime(2025, 3, 4, 9, 30, 15, tzinfo=timezone(timedelta(hours=1)))
@@ -204,6 +206,38 @@ def test_any_text_round_trips(text: str) -> None:
     expected = text.replace("\r\n", "\n").replace("\r", "\n")
     assert body(msg, "plain") == expected
     assert body(msg, "html") == expected
+
+
+def _qp_whole(text: str) -> str:
+    """Quoted-printable of the whole text at once, as ``quoted_printable`` is specified."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    encoded = binascii.b2a_qp(text.encode("utf-8"), istext=True).decode("ascii")
+    encoded = re.sub(r"(?m)^From ", "=46rom ", encoded)
+    encoded = re.sub(r"(?m)^\.", "=2E", encoded)
+    return encoded.replace("\n", "\r\n")
+
+
+@given(st.lists(st.text(alphabet=st.sampled_from("aé .=\t\r\nFrom"), max_size=200),
+                min_size=1, max_size=4))
+@settings(max_examples=300, deadline=None)
+def test_quoted_printable_by_kept_lines_is_the_whole_text_encoded(texts: list[str]) -> None:
+    """Lines are encoded one at a time and kept: the same bytes as encoding all at once, for
+    lines seen before or not, with and without the kept lines cleared between."""
+    for text in texts + texts:
+        assert quoted_printable(text) == _qp_whole(text)
+    mime._QP_LINES.clear()
+    long = "From " + "x" * 70 + " .dot " + "é" * 80 + " \n.\n\nend "
+    assert quoted_printable(long) == _qp_whole(long)
+    for width in range(70, 80):  # a soft line break just before "." or "From "
+        for text in ("a" * width + ".b", "a" * width + "From b"):
+            assert quoted_printable(text) == _qp_whole(text)
+
+
+def test_quoted_printable_keeps_a_bounded_number_of_lines() -> None:
+    mime._QP_LINES.clear()
+    for n in range(mime._QP_KEPT + 10):
+        quoted_printable(f"line {n}\nshared")
+    assert 0 < len(mime._QP_LINES) <= mime._QP_KEPT
 
 
 def assert_crlf_only(raw: bytes) -> None:

@@ -1,14 +1,20 @@
-"""SMTP transport: one persistent connection per thread, replies mapped onto the error tree."""
+"""SMTP transport: kept-alive connections (one per thread, or many sessions on the dispatcher's
+event loop), replies mapped onto the error tree."""
 
 from __future__ import annotations
 
+import asyncio
 import smtplib
+import socket
 import ssl
 import threading
+from collections.abc import Callable
+from functools import partial
 
 from ..errors import AmbiguousError, PermanentError, TransientError, TransportError
 from ..mime import build_mime, header_address
 from ._net import describe, dropped
+from ._smtp import Session
 from .base import Message, redacted
 
 
@@ -60,13 +66,7 @@ class SmtpTransport:
             raise redacted(exc, [self._password]) from None
 
     def _send(self, message: Message) -> str:
-        try:
-            raw = build_mime(message)
-            sender = header_address(message.sender.email)
-            recipients = [header_address(a.email) for a in message.recipients]
-        except ValueError as exc:
-            raise PermanentError(f"message not built: {exc}") from None
-        options = [] if (sender + "".join(recipients)).isascii() else ["SMTPUTF8"]
+        sender, recipients, raw, options = self._prepare(message)
         for attempt in (1, 2):
             conn = self._connection()
             try:
@@ -76,23 +76,43 @@ class SmtpTransport:
                 if attempt == 2:
                     raise TransientError(f"{self._where()} disconnected: {exc}") from None
                 continue  # a kept-alive connection the server dropped: reconnect once
-            except smtplib.SMTPRecipientsRefused as exc:
-                [(recipient, (code, reply))] = list(exc.recipients.items())[:1]
-                raise self._reply_error(conn, f"recipient {recipient} refused", code,
-                                        reply) from None
-            except smtplib.SMTPSenderRefused as exc:
-                raise self._reply_error(conn, f"sender {sender} refused", exc.smtp_code,
-                                        exc.smtp_error) from None
-            except smtplib.SMTPResponseException as exc:
-                raise self._reply_error(conn, "message refused", exc.smtp_code,
-                                        exc.smtp_error) from None
-            except smtplib.SMTPNotSupportedError as exc:
-                raise PermanentError(f"{self._where()}: {exc}") from None
             except (smtplib.SMTPException, OSError) as exc:
-                self._discard(conn)
-                raise TransientError(f"{self._where()}: {describe(exc)}") from None
+                raise self._failure(exc, sender, partial(self._discard, conn)) from None
             return message.message_id
         raise AssertionError("unreachable")
+
+    def open_async(self) -> _AsyncSender:
+        """The sender the dispatcher's event loop uses: each message over one of its own
+        kept-alive sessions, as many as are in flight (``COMMS_CONCURRENCY``)."""
+        return _AsyncSender(self)
+
+    def _prepare(self, message: Message) -> tuple[str, list[str], bytes, list[str]]:
+        """The envelope and the bytes: ``PermanentError`` if the message cannot be built."""
+        try:
+            raw = build_mime(message)
+            sender = header_address(message.sender.email)
+            recipients = [header_address(a.email) for a in message.recipients]
+        except ValueError as exc:
+            raise PermanentError(f"message not built: {exc}") from None
+        options = [] if (sender + "".join(recipients)).isascii() else ["SMTPUTF8"]
+        return sender, recipients, raw, options
+
+    def _failure(self, exc: BaseException, sender: str,
+                 discard: Callable[[], None]) -> TransportError:
+        """What an ``smtplib`` exception from a transaction means; ``discard`` drops the
+        connection when it cannot go on."""
+        if isinstance(exc, smtplib.SMTPRecipientsRefused):
+            [(recipient, (code, reply))] = list(exc.recipients.items())[:1]
+            return self._reply_error(discard, f"recipient {recipient} refused", code, reply)
+        if isinstance(exc, smtplib.SMTPSenderRefused):
+            return self._reply_error(discard, f"sender {sender} refused", exc.smtp_code,
+                                     exc.smtp_error)
+        if isinstance(exc, smtplib.SMTPResponseException):
+            return self._reply_error(discard, "message refused", exc.smtp_code, exc.smtp_error)
+        if isinstance(exc, smtplib.SMTPNotSupportedError):
+            return PermanentError(f"{self._where()}: {exc}")
+        discard()
+        return TransientError(f"{self._where()}: {describe(exc)}")
 
     def close(self) -> None:
         """Quit every thread's connection."""
@@ -169,11 +189,11 @@ class SmtpTransport:
             self._local.conn = None
         conn.close()
 
-    def _reply_error(self, conn: smtplib.SMTP, what: str, code: int,
+    def _reply_error(self, discard: Callable[[], None], what: str, code: int,
                      reply: bytes | str) -> TransportError:
         text = _text(reply)
         if code == 421:  # the server is closing this connection
-            self._discard(conn)
+            discard()
         cls = PermanentError if 500 <= code < 600 else TransientError
         return cls(f"{self._where()}: {what}: {code} {text}", status=code, body=text)
 
@@ -238,3 +258,72 @@ def _reset(conn: smtplib.SMTP, code: int) -> None:
         conn.rset()
     except smtplib.SMTPServerDisconnected:
         pass
+
+
+class _AsyncSender:
+    """``SmtpTransport.send`` on an event loop: each message over an idle session of this
+    sender's own, or a new one (as many as are in flight)."""
+
+    def __init__(self, transport: SmtpTransport) -> None:
+        self._transport = transport
+        self._idle: list[Session] = []
+        self._local_name: str | None = None
+
+    async def send(self, message: Message) -> str:
+        transport = self._transport
+        try:
+            sender, recipients, raw, options = transport._prepare(message)
+            for attempt in (1, 2):
+                session = await self._take()
+                try:
+                    await session.transmit(sender, recipients, raw, options, transport._where(),
+                                           transport.timeout)
+                except smtplib.SMTPServerDisconnected as exc:  # before the final dot
+                    session.close()
+                    if attempt == 2:
+                        raise TransientError(f"{transport._where()} disconnected: {exc}") from None
+                    continue  # a kept-alive session the server dropped: reconnect once
+                except (smtplib.SMTPException, OSError) as exc:
+                    error = transport._failure(exc, sender, session.close)
+                    if not session.closed:  # a refusal, after RSET: the session goes on
+                        self._idle.append(session)
+                    raise error from None
+                except BaseException:
+                    session.close()
+                    raise
+                self._idle.append(session)
+                return message.message_id
+            raise AssertionError("unreachable")
+        except TransportError as exc:
+            raise redacted(exc, [transport._password]) from None
+
+    async def _take(self) -> Session:
+        while self._idle:
+            session = self._idle.pop()
+            if not session.dropped():
+                return session
+            session.close()  # closed by the server while idle: nothing was written to it
+        transport = self._transport
+        if transport.username and not (transport.ssl or transport.starttls
+                                       or transport.allow_plaintext_auth):
+            raise PermanentError(f"{transport._where()}: refusing to send the password in "
+                                 "clear: use STARTTLS or implicit TLS")
+        if self._local_name is None:  # as smtplib names this host, asked once
+            self._local_name = await asyncio.get_running_loop().run_in_executor(
+                None, socket.getfqdn)
+        try:
+            async with asyncio.timeout(transport.timeout):
+                return await Session.open(
+                    transport.host, transport.port, local_name=self._local_name,
+                    implicit_tls=transport.ssl, starttls=transport.starttls,
+                    context=transport._context() if transport.ssl or transport.starttls
+                    else None,
+                    login=(transport.username, transport._password) if transport.username
+                    else None)
+        except Exception as exc:
+            raise transport._open_error(exc) from None
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for session in idle:
+            await session.quit()

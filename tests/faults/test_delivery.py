@@ -106,8 +106,9 @@ def launch(app: App) -> None:
 @pytest.mark.parametrize("fault", list(FAULTS), ids=list(FAULTS))
 def test_sendgrid_faults_lose_nobody_duplicate_nobody_and_resolve_by_webhook(
         fault: str, runner: str, project_dir: Path, store_url: str) -> None:
-    """Through a thread per send, and (as ``make_transport`` configures SendGrid, with a
-    window that adapts) through the dispatcher's event loop."""
+    """Through a thread per send (the transport's async sender hidden), and (as
+    ``make_transport`` configures SendGrid, with a window that adapts) through the
+    dispatcher's event loop."""
     clock = FakeClock(datetime(2026, 12, 1, 9, 0, tzinfo=UTC))
     with SendGridSink(api_key=API_KEY) as sink, FaultProxy(
             "127.0.0.1", int(urlsplit(sink.url).port or 0),
@@ -115,6 +116,8 @@ def test_sendgrid_faults_lose_nobody_duplicate_nobody_and_resolve_by_webhook(
         transport = SendGridTransport(API_KEY, host=proxy.url, timeout=0.5)
         if runner == "event loop":
             transport.limits = Limits(max_in_flight=64)  # type: ignore[attr-defined]
+        else:  # no async sender: a blocking send on a thread each
+            transport.open_async = None  # type: ignore[assignment,method-assign]
         app = make_app(project_dir, store_url, clock, transport, transport="sendgrid",
                        sendgrid_webhook_public_key="configured", max_attempts=5)
         launch(app)

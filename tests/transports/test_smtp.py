@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import json
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -20,13 +22,31 @@ from comms.transports import SmtpTransport, Transport
 from tests.sinks.smtp_server import SmtpSink
 
 from .conftest import Tls
-from .helpers import API_KEY, invite, make_message
+from .helpers import API_KEY, OnALoop, invite, make_message
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(params=["threads", "event loop"])
+def through(request: pytest.FixtureRequest) -> str:
+    """Each test once through ``SmtpTransport.send`` (a connection per thread) and once through
+    its async sender (the sessions of the dispatcher's event loop)."""
+    return str(request.param)
+
+
+def via(through: str, transport: SmtpTransport) -> SmtpTransport:
+    return transport if through == "threads" else OnALoop(transport)  # type: ignore[return-value]
+
+
 @pytest.fixture
-def transport(smtp_sink: SmtpSink) -> Iterator[SmtpTransport]:
+def transport(smtp_sink: SmtpSink, through: str) -> Iterator[SmtpTransport]:
+    t = via(through, SmtpTransport("127.0.0.1", smtp_sink.port, timeout=5))
+    yield t
+    t.close()
+
+
+@pytest.fixture
+def thread_transport(smtp_sink: SmtpSink) -> Iterator[SmtpTransport]:
     t = SmtpTransport("127.0.0.1", smtp_sink.port, timeout=5)
     yield t
     t.close()
@@ -79,8 +99,9 @@ def test_one_connection_for_many_messages(transport: SmtpTransport,
     assert {m.connection for m in smtp_sink.messages} == {1}
 
 
-def test_one_connection_per_thread_and_close_quits_all(transport: SmtpTransport,
+def test_one_connection_per_thread_and_close_quits_all(thread_transport: SmtpTransport,
                                                        smtp_sink: SmtpSink) -> None:
+    transport = thread_transport
     barrier = threading.Barrier(4)
 
     def work(k: int) -> None:
@@ -110,17 +131,18 @@ def test_reconnects_once_when_the_server_dropped_the_connection(
     assert smtp_sink.connections == 2
 
 
-def test_connection_refused_is_transient() -> None:
-    transport = SmtpTransport("127.0.0.1", free_port(), timeout=2)
+def test_connection_refused_is_transient(through: str) -> None:
+    transport = via(through, SmtpTransport("127.0.0.1", free_port(), timeout=2))
     with pytest.raises(TransientError, match="cannot connect"):
         transport.send(make_message(1))
 
 
-def test_silent_server_times_out() -> None:
+def test_silent_server_times_out(through: str) -> None:
     with socket.socket() as listener:  # accepts TCP connections but never greets
         listener.bind(("127.0.0.1", 0))
         listener.listen()
-        transport = SmtpTransport("127.0.0.1", listener.getsockname()[1], timeout=0.3)
+        transport = via(through, SmtpTransport("127.0.0.1", listener.getsockname()[1],
+                                               timeout=0.3))
         with pytest.raises(TransientError, match="timed out"):
             transport.send(make_message(1))
 
@@ -175,10 +197,10 @@ def test_unbuildable_message_is_permanent_and_nothing_is_sent(transport: SmtpTra
     assert smtp_sink.connections == 0
 
 
-def test_starttls_and_auth(smtp_tls_sink: SmtpSink, tls: Tls) -> None:
-    transport = SmtpTransport("127.0.0.1", smtp_tls_sink.port, username="apikey",
-                              password=API_KEY, starttls=True, timeout=5,
-                              ssl_context=tls.client)
+def test_starttls_and_auth(smtp_tls_sink: SmtpSink, tls: Tls, through: str) -> None:
+    transport = via(through, SmtpTransport("127.0.0.1", smtp_tls_sink.port, username="apikey",
+                                           password=API_KEY, starttls=True, timeout=5,
+                                           ssl_context=tls.client))
     transport.send(make_message(1))
     transport.send(make_message(2))
     assert len(smtp_tls_sink.messages) == 2
@@ -187,10 +209,11 @@ def test_starttls_and_auth(smtp_tls_sink: SmtpSink, tls: Tls) -> None:
     transport.close()
 
 
-def test_bad_password_is_permanent_and_not_shown(smtp_tls_sink: SmtpSink, tls: Tls) -> None:
-    transport = SmtpTransport("127.0.0.1", smtp_tls_sink.port, username="apikey",
-                              password="wrong-secret", starttls=True, timeout=5,
-                              ssl_context=tls.client)
+def test_bad_password_is_permanent_and_not_shown(smtp_tls_sink: SmtpSink, tls: Tls,
+                                                 through: str) -> None:
+    transport = via(through, SmtpTransport("127.0.0.1", smtp_tls_sink.port, username="apikey",
+                                           password="wrong-secret", starttls=True, timeout=5,
+                                           ssl_context=tls.client))
     with pytest.raises(PermanentError, match="login as 'apikey' refused") as caught:
         transport.send(make_message(1))
     assert "wrong-secret" not in str(caught.value) + repr(caught.value) + repr(transport)
@@ -198,23 +221,24 @@ def test_bad_password_is_permanent_and_not_shown(smtp_tls_sink: SmtpSink, tls: T
     assert smtp_tls_sink.messages == []
 
 
-def test_untrusted_certificate_is_permanent(smtp_tls_sink: SmtpSink) -> None:
-    transport = SmtpTransport("127.0.0.1", smtp_tls_sink.port, starttls=True, timeout=5)
+def test_untrusted_certificate_is_permanent(smtp_tls_sink: SmtpSink, through: str) -> None:
+    transport = via(through, SmtpTransport("127.0.0.1", smtp_tls_sink.port, starttls=True,
+                                           timeout=5))
     with pytest.raises(PermanentError, match="certificate"):
         transport.send(make_message(1))
 
 
-def test_server_requiring_starttls_refuses_plain(smtp_tls_sink: SmtpSink) -> None:
-    transport = SmtpTransport("127.0.0.1", smtp_tls_sink.port, timeout=5)
+def test_server_requiring_starttls_refuses_plain(smtp_tls_sink: SmtpSink, through: str) -> None:
+    transport = via(through, SmtpTransport("127.0.0.1", smtp_tls_sink.port, timeout=5))
     with pytest.raises(PermanentError) as caught:
         transport.send(make_message(1))
     assert caught.value.status is not None and caught.value.status >= 500
 
 
-def test_implicit_ssl(tls: Tls) -> None:
+def test_implicit_ssl(tls: Tls, through: str) -> None:
     with SmtpSink(tls_context=tls.server, implicit_tls=True) as sink:
-        transport = SmtpTransport("127.0.0.1", sink.port, ssl=True, timeout=5,
-                                  ssl_context=tls.client)
+        transport = via(through, SmtpTransport("127.0.0.1", sink.port, ssl=True, timeout=5,
+                                               ssl_context=tls.client))
         transport.send(make_message(1))
         transport.close()
         assert len(sink.messages) == 1
@@ -252,3 +276,21 @@ def test_runs_as_a_subprocess(tmp_path: Path) -> None:
     assert lines[0]["message_id"] == "<send-0@comms.example.org>"
     assert lines[0]["mail_from"] == "office@programme.example.org"
     assert lines[0]["size"] > 500
+
+
+def test_the_async_sender_keeps_a_session_for_each_send_in_flight(smtp_sink: SmtpSink) -> None:
+    """On the dispatcher's loop: eight at once open eight sessions, the next eight reuse them,
+    and closing quits them all."""
+    transport = SmtpTransport("127.0.0.1", smtp_sink.port, timeout=5)
+
+    async def main() -> None:
+        sender = transport.open_async()
+        await asyncio.gather(*(sender.send(make_message(n)) for n in range(8)))
+        await asyncio.gather(*(sender.send(make_message(n)) for n in range(8, 16)))
+        await sender.close()
+
+    asyncio.run(main())
+    assert sorted(m.rcpt_tos[0] for m in smtp_sink.messages) == sorted(
+        f"person{n}@example.org" for n in range(16))
+    assert smtp_sink.connections == 8
+    assert sorted(Counter(m.connection for m in smtp_sink.messages).values()) == [2] * 8

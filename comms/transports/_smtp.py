@@ -1,0 +1,181 @@
+"""An SMTP client session on an asyncio stream: what ``smtplib.SMTP`` does for comms, on one
+event loop with many sessions at once.
+
+``smtplib`` on a thread per connection costs comms most of a message's CPU in handing the GIL
+between threads (over a hundred futex calls a message with eight sessions). This speaks the
+same commands on asyncio streams and raises the same ``smtplib`` exceptions, so both senders
+map replies alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import smtplib
+import ssl
+
+from ..errors import AmbiguousError
+from ._net import describe
+
+MAX_LINE = 8192  # smtplib's _MAXLINE
+
+
+class Session:
+    """One connection: greeted, EHLO'd, maybe TLS and AUTH, then a transaction at a time."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader, self._writer = reader, writer
+        self.features: dict[str, str] = {}
+
+    @classmethod
+    async def open(cls, host: str, port: int, *, local_name: str, implicit_tls: bool,
+                   starttls: bool, context: ssl.SSLContext | None,
+                   login: tuple[str, str] | None) -> Session:
+        """Connect and get ready to send. Raises what ``smtplib`` raises for the same fault
+        (``SMTPConnectError``, ``SMTPNotSupportedError``, ``SMTPAuthenticationError``,
+        ``OSError``, ``ssl.SSLError``)."""
+        reader, writer = await asyncio.open_connection(
+            host, port, ssl=context if implicit_tls else None, limit=MAX_LINE + 1,
+            server_hostname=host if implicit_tls else None)
+        session = cls(reader, writer)
+        try:
+            code, text = await session.reply()
+            if code != 220:
+                raise smtplib.SMTPConnectError(code, text)
+            await session.hello(local_name)
+            if starttls:
+                if "starttls" not in session.features:
+                    raise smtplib.SMTPNotSupportedError(
+                        "STARTTLS extension not supported by server.")
+                code, text = await session.command("STARTTLS")
+                if code != 220:
+                    raise smtplib.SMTPResponseException(code, text)
+                await writer.start_tls(context or ssl.create_default_context(),
+                                       server_hostname=host)
+                await session.hello(local_name)
+            if login is not None:
+                await session.login(*login)
+        except BaseException:
+            session.close()
+            raise
+        return session
+
+    def dropped(self) -> bool:
+        """Whether the server closed this kept-alive session while it was idle."""
+        return self._reader.at_eof()
+
+    @property
+    def closed(self) -> bool:
+        return self._writer.is_closing()
+
+    def close(self) -> None:
+        self._writer.close()
+
+    async def quit(self) -> None:
+        try:
+            await self.command("QUIT")
+        except (smtplib.SMTPException, OSError):
+            pass
+        self.close()
+
+    async def reply(self) -> tuple[int, bytes]:
+        """One reply, of one line or many, as ``smtplib.SMTP.getreply`` reads it."""
+        lines = []
+        while True:
+            try:
+                line = await self._reader.readline()
+            except ValueError:  # beyond the stream's limit
+                self.close()
+                raise smtplib.SMTPResponseException(500, "Line too long.") from None
+            if not line:
+                self.close()
+                raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+            lines.append(line[4:].strip(b" \t\r\n"))
+            try:
+                code = int(line[:3])
+            except ValueError:
+                code = -1
+                break
+            if line[3:4] != b"-":
+                break
+        return code, b"\n".join(lines)
+
+    async def command(self, line: str, encoding: str = "ascii") -> tuple[int, bytes]:
+        self._writer.write(line.encode(encoding) + b"\r\n")
+        return await self.reply()
+
+    async def hello(self, local_name: str) -> None:
+        code, text = await self.command(f"EHLO {local_name}")
+        if code != 250:
+            code, text = await self.command(f"HELO {local_name}")
+            if code != 250:
+                raise smtplib.SMTPHeloError(code, text)
+            self.features = {}
+            return
+        self.features = {}
+        for line in text.decode("latin-1").split("\n")[1:]:
+            keyword, _, params = line.partition(" ")
+            self.features[keyword.lower()] = params.strip()
+
+    async def login(self, user: str, password: str) -> None:
+        """AUTH PLAIN, else LOGIN (what relays offer over TLS), as ``smtplib.SMTP.login``."""
+        if "auth" not in self.features:
+            raise smtplib.SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
+        offered = self.features["auth"].upper().split()
+        if "PLAIN" in offered:
+            secret = base64.b64encode(f"\0{user}\0{password}".encode()).decode("ascii")
+            code, text = await self.command(f"AUTH PLAIN {secret}")
+        elif "LOGIN" in offered:
+            code, text = await self.command(
+                "AUTH LOGIN " + base64.b64encode(user.encode()).decode("ascii"))
+            if code == 334:
+                code, text = await self.command(
+                    base64.b64encode(password.encode()).decode("ascii"))
+        else:
+            raise smtplib.SMTPException("No suitable authentication method found.")
+        if code not in (235, 503):
+            raise smtplib.SMTPAuthenticationError(code, text)
+
+    async def transmit(self, sender: str, recipients: list[str], raw: bytes,
+                       options: list[str], where: str, timeout: float) -> None:
+        """MAIL, RCPT, DATA for one prepared message, as ``smtp._transmit`` on a thread: the
+        same exceptions, and ``AmbiguousError`` when the reply to the final dot is lost."""
+        encoding = "utf-8" if options else "ascii"
+        suffix = "".join(f" {option}" for option in options)
+        async with asyncio.timeout(timeout):
+            code, text = await self.command(f"MAIL FROM:<{sender}>{suffix}", encoding)
+            if code != 250:
+                await self._reset(code)
+                raise smtplib.SMTPSenderRefused(code, text, sender)
+            for recipient in recipients:  # a message to a pair goes to both or to neither
+                code, text = await self.command(f"RCPT TO:<{recipient}>", encoding)
+                if code not in (250, 251):
+                    await self._reset(code)
+                    raise smtplib.SMTPRecipientsRefused({recipient: (code, text)})
+            code, text = await self.command("DATA")
+            if code != 354:
+                await self._reset(code)
+                raise smtplib.SMTPDataError(code, text)
+        if self.closed:  # the dot cannot go: the server cannot have the message
+            raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+        self._writer.write(raw + (b".\r\n" if raw.endswith(b"\r\n") else b"\r\n.\r\n"))
+        try:
+            async with asyncio.timeout(timeout):
+                code, text = await self.reply()
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:  # TimeoutError among them
+            self.close()
+            raise AmbiguousError(f"{where}: no reply after the message was sent "
+                                 f"({describe(exc)}): it may have been accepted") from None
+        if code != 250:
+            await self._reset(code)
+            raise smtplib.SMTPDataError(code, text)
+
+    async def _reset(self, code: int) -> None:
+        """After a refusal: RSET, or close on 421 (the server is going away), as smtplib does."""
+        if code == 421:
+            self.close()
+            return
+        try:
+            await self.command("RSET")
+        except smtplib.SMTPServerDisconnected:
+            pass
