@@ -136,8 +136,18 @@ class SmtpTransport:
             self._connections.add(conn)
         return conn
 
+    def _login(self) -> tuple[str, str] | None:
+        """The credentials to AUTH with, if any; never in clear unless allowed."""
+        if not self.username:
+            return None
+        if not (self.ssl or self.starttls or self.allow_plaintext_auth):
+            raise PermanentError(f"{self._where()}: refusing to send the password in clear: "
+                                 "use STARTTLS or implicit TLS")
+        return self.username, self._password
+
     def _open(self) -> smtplib.SMTP:
         conn: smtplib.SMTP | None = None
+        login = self._login()
         try:
             if self.ssl:
                 conn = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout,
@@ -148,11 +158,8 @@ class SmtpTransport:
             if self.starttls:
                 conn.starttls(context=self._context())
                 conn.ehlo()
-            if self.username:
-                if not (self.ssl or self.starttls or self.allow_plaintext_auth):
-                    raise PermanentError(f"{self._where()}: refusing to send the password in "
-                                         "clear: use STARTTLS or implicit TLS")
-                conn.login(self.username, self._password)
+            if login is not None:
+                conn.login(*login)
             return conn
         except BaseException as exc:
             if conn is not None:
@@ -304,10 +311,7 @@ class _AsyncSender:
                 return session
             session.close()  # closed by the server while idle: nothing was written to it
         transport = self._transport
-        if transport.username and not (transport.ssl or transport.starttls
-                                       or transport.allow_plaintext_auth):
-            raise PermanentError(f"{transport._where()}: refusing to send the password in "
-                                 "clear: use STARTTLS or implicit TLS")
+        login = transport._login()
         if self._local_name is None:  # as smtplib names this host, asked once
             self._local_name = await asyncio.get_running_loop().run_in_executor(
                 None, socket.getfqdn)
@@ -317,9 +321,7 @@ class _AsyncSender:
                     transport.host, transport.port, local_name=self._local_name,
                     implicit_tls=transport.ssl, starttls=transport.starttls,
                     context=transport._context() if transport.ssl or transport.starttls
-                    else None,
-                    login=(transport.username, transport._password) if transport.username
-                    else None)
+                    else None, login=login)
         except Exception as exc:
             raise transport._open_error(exc) from None
 
