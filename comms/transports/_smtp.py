@@ -71,10 +71,11 @@ class Session:
     def close(self) -> None:
         self._writer.close()
 
-    async def quit(self) -> None:
+    async def quit(self, timeout: float) -> None:
         try:
-            await self.command("QUIT")
-        except (smtplib.SMTPException, OSError):
+            async with asyncio.timeout(timeout):
+                await self.command("QUIT")
+        except (smtplib.SMTPException, OSError):  # TimeoutError among them
             pass
         self.close()
 

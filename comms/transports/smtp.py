@@ -327,5 +327,4 @@ class _AsyncSender:
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
-        for session in idle:
-            await session.quit()
+        await asyncio.gather(*(session.quit(self._transport.timeout) for session in idle))

@@ -294,3 +294,43 @@ def test_the_async_sender_keeps_a_session_for_each_send_in_flight(smtp_sink: Smt
         f"person{n}@example.org" for n in range(16))
     assert smtp_sink.connections == 8
     assert sorted(Counter(m.connection for m in smtp_sink.messages).values()) == [2] * 8
+
+
+def test_closing_the_async_sender_does_not_wait_on_a_server_gone_quiet() -> None:
+    """A server that takes a message and then never answers QUIT: the session is given up
+    after the timeout when the sender closes."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            with conn, conn.makefile("rb") as lines:
+                conn.sendall(b"220 ready\r\n")
+                in_data = False
+                for line in lines:
+                    if in_data:
+                        if line == b".\r\n":
+                            in_data = False
+                            conn.sendall(b"250 taken\r\n")
+                        continue
+                    verb = line[:4].upper()
+                    if verb == b"QUIT":
+                        lines.read()  # silent until the client hangs up
+                        return
+                    in_data = verb == b"DATA"
+                    conn.sendall(b"354 go on\r\n" if in_data else b"250 ok\r\n")
+
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        transport = SmtpTransport("127.0.0.1", listener.getsockname()[1], timeout=0.2)
+
+        async def main() -> str:
+            sender = transport.open_async()
+            sent = await sender.send(make_message(1))
+            await sender.close()
+            return sent
+
+        assert asyncio.run(asyncio.wait_for(main(), 10)) == "<send-1@comms.example.org>"
+        server.join(10)
+        assert not server.is_alive()
