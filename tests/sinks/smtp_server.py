@@ -54,11 +54,13 @@ class SmtpSink:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, log: Path | str | None = None,
                  auth: tuple[str, str] | None = None, tls_context: ssl.SSLContext | None = None,
                  require_starttls: bool = False, implicit_tls: bool = False,
-                 latency: float = 0.0) -> None:
+                 latency: float = 0.0, keep: bool = True) -> None:
         """``tls_context`` offers STARTTLS, or with ``implicit_tls`` wraps every connection;
         ``latency`` seconds pass between taking a message and answering its final dot (as a
-        relay across a network takes), without holding up other connections."""
+        relay across a network takes), without holding up other connections. ``keep=False``:
+        the log is the only record (``messages`` stays empty)."""
         self.latency = latency
+        self.keep = keep
         self.messages: list[Received] = []
         self.connections = 0
         self.logins: list[str] = []
@@ -164,7 +166,8 @@ class SmtpSink:
 
     def _record(self, received: Received) -> None:
         with self._lock:
-            self.messages.append(received)
+            if self.keep:
+                self.messages.append(received)
             if self._log is not None:
                 line = {"mail_from": received.mail_from, "rcpt_tos": received.rcpt_tos,
                         "message_id": received.message_id, "size": len(received.data)}
@@ -240,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
         user, _, password = args.auth.partition(":")
         auth = (user, password)
     sink = SmtpSink(host=args.host, port=args.port, log=args.log, auth=auth,
-                    latency=args.latency)
+                    latency=args.latency, keep=not args.log)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     sink.start()
