@@ -191,6 +191,8 @@ def sink(kind: str, log: Path) -> Iterator[Sink]:
     cmd = [sys.executable, "-m", f"tests.sinks.{kind}_server", "--port", "0", "--log", str(log)]
     if kind == "sendgrid":
         cmd += ["--latency", str(LATENCY), "--api-key", API_KEY]
+    elif SMTP_LATENCY:
+        cmd += ["--latency", str(SMTP_LATENCY)]
     process = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     running = Sink(process.stdout.readline().strip(), log, process)
@@ -270,6 +272,7 @@ def calendar_count(log: Path) -> int:
 # -- the runs -----------------------------------------------------------------------------------
 
 LATENCY = 0.0  # seconds the SendGrid server holds each reply (--latency)
+SMTP_LATENCY = 0.0  # seconds the SMTP server takes to answer each message's final dot
 
 
 def bench(n: int, work: Path, rows: slice = slice(None)) -> list[Run]:
@@ -472,6 +475,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, stores)")
     parser.add_argument("--latency", type=float, default=None, metavar="SECONDS",
                         help="SendGrid rows only, at 0 and at this server latency (e.g. 0.15)")
+    parser.add_argument("--smtp-latency", type=float, default=None, metavar="SECONDS",
+                        help="SMTP rows only, at 0 and with the server taking this long to "
+                        "accept each message (e.g. 0.05)")
     parser.add_argument("-n", type=int, default=None, help="one N instead of the two")
     parser.add_argument("--scale", action="store_true", help="comms to the SendGrid contract "
                         "at N = 10,000 and 100,000 only: memory and rate as N grows")
@@ -485,6 +491,8 @@ def main(argv: list[str] | None = None) -> None:
         return startup_runs(args.keep)
     if args.latency is not None:
         return latency_runs(args.latency, args.n or 1000, args.keep)
+    if args.smtp_latency is not None:
+        return smtp_latency_runs(args.smtp_latency, args.n or 1000, args.keep)
     check_tools()
     sizes = (200, 1000) if args.quick else (1000, 10000)
     with work_folder(args.keep) as work:
@@ -534,6 +542,41 @@ def latency_runs(latency: float, n: int, keep: bool, naive_max: int = 300) -> No
         fast = row(0.0, "comms", "sendgrid")
         say(f"{'PASS' if fast.cpu_ms <= 0.35 else 'FAIL'}: CPU <= 0.35 ms/msg at 0 ms "
             f"({fast.cpu_ms:.3f})")
+
+
+def smtp_latency_runs(latency: float, n: int, keep: bool, baseline_max: int = 300) -> None:
+    """comms, the naive loop and mailmerge over SMTP at 0 and with the server taking
+    ``latency`` s to accept each message (the baselines send at most ``baseline_max`` with
+    latency: one message at a time, their rate is steady)."""
+    global SMTP_LATENCY
+    check_tools()
+    with work_folder(keep) as work:
+        say(f"SMTP, N = {n:,}, {os.cpu_count()} CPUs; work folder {work}")
+        rows = []
+        for SMTP_LATENCY in (0.0, latency):
+            folder = work / f"smtp-latency-{SMTP_LATENCY:g}"
+            folder.mkdir()
+            slow_n = n if SMTP_LATENCY == 0 else min(n, baseline_max)
+            for size, part in ((n, slice(2, 3)), (slow_n, slice(3, 4)), (slow_n, slice(4, 5))):
+                (folder / str(part.start)).mkdir()
+                for run in bench(size, folder / str(part.start), part):
+                    rows.append((SMTP_LATENCY, run))
+        say("")
+        say("| latency | sender | N | received | msgs/s | CPU ms/msg |")
+        say("|---|---|---|---|---|---|")
+        for at, run in rows:
+            say(f"| {at * 1000:g} ms | {run.tool} | {run.n:,} | {run.received:,} | "
+                f"{run.send_rate:,.0f} | {run.cpu_ms:.3f} |")
+        say("")
+        for at in (0.0, latency):
+            comms, naive, mailmerge = (next(r for a, r in rows if a == at and r.tool == tool)
+                                       for tool in ("comms", "naive", "mailmerge"))
+            say(f"at {at * 1000:g} ms: comms/naive msgs/s {_ratio(comms.send_rate, naive.send_rate)}"
+                f", comms/mailmerge msgs/s {_ratio(comms.send_rate, mailmerge.send_rate)}, "
+                f"CPU per message {_ratio(comms.cpu_ms, mailmerge.cpu_ms)} of mailmerge's")
+            for run in (comms, naive, mailmerge):
+                if run.problem:
+                    say(f"  {run.tool}: {run.problem}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import smtplib
 import ssl
 
 from ..errors import AmbiguousError
-from ._net import describe
+from ._net import describe, dropped
 
 MAX_LINE = 8192  # smtplib's _MAXLINE
 
@@ -61,8 +61,12 @@ class Session:
         return session
 
     def dropped(self) -> bool:
-        """Whether the server closed this kept-alive session while it was idle."""
-        return self._reader.at_eof()
+        """Whether the server closed (or reset) this kept-alive session while it was idle:
+        what the loop has seen of it, or else the socket itself, as the blocking path asks."""
+        if self._reader.at_eof() or self._reader.exception() is not None:
+            return True
+        sock = self._writer.get_extra_info("socket")
+        return sock is None or dropped(sock)
 
     @property
     def closed(self) -> bool:
@@ -88,6 +92,10 @@ class Session:
             except ValueError:  # beyond the stream's limit
                 self.close()
                 raise smtplib.SMTPResponseException(500, "Line too long.") from None
+            except OSError as exc:  # reset: as smtplib.SMTP.getreply has it
+                self.close()
+                raise smtplib.SMTPServerDisconnected(
+                    f"Connection unexpectedly closed: {describe(exc)}") from None
             if not line:
                 self.close()
                 raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")

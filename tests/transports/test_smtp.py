@@ -7,6 +7,7 @@ import email
 import email.policy
 import json
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -296,6 +297,29 @@ def test_the_async_sender_keeps_a_session_for_each_send_in_flight(smtp_sink: Smt
     assert sorted(Counter(m.connection for m in smtp_sink.messages).values()) == [2] * 8
 
 
+def _answer(conn: socket.socket, *, until: bytes = b"", messages: int = 0) -> None:
+    """A bare SMTP server's side of one connection: greets, says yes to everything, takes
+    each message; on the command ``until``, after ``messages`` messages, or when the client
+    hangs up, it stops answering."""
+    with conn.makefile("rb") as lines:
+        conn.sendall(b"220 ready\r\n")
+        in_data = False
+        for line in lines:
+            if in_data:
+                if line == b".\r\n":
+                    in_data = False
+                    conn.sendall(b"250 taken\r\n")
+                    messages -= 1
+                    if messages == 0:
+                        return
+                continue
+            verb = line[:4].upper()
+            if until and verb == until:
+                return
+            in_data = verb == b"DATA"
+            conn.sendall(b"354 go on\r\n" if in_data else b"250 ok\r\n")
+
+
 def test_closing_the_async_sender_does_not_wait_on_a_server_gone_quiet() -> None:
     """A server that takes a message and then never answers QUIT: the session is given up
     after the timeout when the sender closes."""
@@ -305,21 +329,9 @@ def test_closing_the_async_sender_does_not_wait_on_a_server_gone_quiet() -> None
 
         def serve() -> None:
             conn, _ = listener.accept()
-            with conn, conn.makefile("rb") as lines:
-                conn.sendall(b"220 ready\r\n")
-                in_data = False
-                for line in lines:
-                    if in_data:
-                        if line == b".\r\n":
-                            in_data = False
-                            conn.sendall(b"250 taken\r\n")
-                        continue
-                    verb = line[:4].upper()
-                    if verb == b"QUIT":
-                        lines.read()  # silent until the client hangs up
-                        return
-                    in_data = verb == b"DATA"
-                    conn.sendall(b"354 go on\r\n" if in_data else b"250 ok\r\n")
+            with conn:
+                _answer(conn, until=b"QUIT")
+                conn.makefile("rb").read()  # silent until the client hangs up
 
         server = threading.Thread(target=serve, daemon=True)
         server.start()
@@ -334,3 +346,33 @@ def test_closing_the_async_sender_does_not_wait_on_a_server_gone_quiet() -> None
         assert asyncio.run(asyncio.wait_for(main(), 10)) == "<send-1@comms.example.org>"
         server.join(10)
         assert not server.is_alive()
+
+
+def test_reconnects_once_after_an_idle_connection_was_reset(through: str) -> None:
+    """A relay resets a kept-alive connection while it is idle (RST, not a polite close): the
+    next message goes over a new one, not as an error."""
+    reset, was_reset = threading.Event(), threading.Event()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+
+        def serve() -> None:
+            first, _ = listener.accept()
+            _answer(first, messages=1)
+            reset.wait(10)
+            first.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            first.close()  # with a zero linger: a reset
+            was_reset.set()
+            second, _ = listener.accept()
+            with second:
+                _answer(second)
+
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        transport = via(through, SmtpTransport("127.0.0.1", listener.getsockname()[1],
+                                               timeout=5))
+        assert transport.send(make_message(1)) == "<send-1@comms.example.org>"
+        reset.set()
+        assert was_reset.wait(10)
+        assert transport.send(make_message(2)) == "<send-2@comms.example.org>"
+        transport.close()
