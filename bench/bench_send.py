@@ -190,9 +190,9 @@ def sink(kind: str, log: Path) -> Iterator[Sink]:
     """A server from tests/sinks/ as its own process, logging one JSON line per message."""
     cmd = [sys.executable, "-m", f"tests.sinks.{kind}_server", "--port", "0", "--log", str(log)]
     if kind == "sendgrid":
-        cmd += ["--latency", str(LATENCY), "--api-key", API_KEY]
-    elif SMTP_LATENCY:
-        cmd += ["--latency", str(SMTP_LATENCY)]
+        cmd += ["--latency", str(LATENCY["sendgrid"]), "--api-key", API_KEY]
+    elif LATENCY["smtp"]:
+        cmd += ["--latency", str(LATENCY["smtp"])]
     process = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     running = Sink(process.stdout.readline().strip(), log, process)
@@ -271,8 +271,9 @@ def calendar_count(log: Path) -> int:
 
 # -- the runs -----------------------------------------------------------------------------------
 
-LATENCY = 0.0  # seconds the SendGrid server holds each reply (--latency)
-SMTP_LATENCY = 0.0  # seconds the SMTP server takes to answer each message's final dot
+# Seconds the SendGrid server holds each reply (--latency), and the SMTP server takes to
+# answer each message's final dot (--smtp-latency).
+LATENCY = {"sendgrid": 0.0, "smtp": 0.0}
 
 
 def bench(n: int, work: Path, rows: slice = slice(None)) -> list[Run]:
@@ -503,30 +504,40 @@ def main(argv: list[str] | None = None) -> None:
         verdicts(runs, sizes)
 
 
-def latency_runs(latency: float, n: int, keep: bool, naive_max: int = 300) -> None:
+def at_latencies(kind: str, latency: float, n: int, work: Path,
+                 plan: Sequence[tuple[slice, bool]],
+                 one_at_a_time_max: int) -> list[tuple[float, Run]]:
+    """The bench's rows ``plan`` (each: which row, and whether it sends one message at a time)
+    with the ``kind`` server at 0 and at ``latency`` s; a one-at-a-time sender sends at most
+    ``one_at_a_time_max`` with latency (its rate is steady). Prints them as a table."""
+    rows = []
+    for at in (0.0, latency):
+        LATENCY[kind] = at
+        folder = work / f"{kind}-latency-{at:g}"
+        folder.mkdir()
+        for part, one_at_a_time in plan:
+            size = min(n, one_at_a_time_max) if at and one_at_a_time else n
+            (folder / str(part.start)).mkdir()
+            rows += [(at, run) for run in bench(size, folder / str(part.start), part)]
+    LATENCY[kind] = 0.0
+    say("")
+    say("| latency | sender | to | N | received | msgs/s | CPU ms/msg |")
+    say("|---|---|---|---|---|---|---|")
+    for at, run in rows:
+        say(f"| {at * 1000:g} ms | {run.tool} | {run.target} | {run.n:,} | {run.received:,} | "
+            f"{run.send_rate:,.0f} | {run.cpu_ms:.3f} |")
+    say("")
+    return rows
+
+
+def latency_runs(latency: float, n: int, keep: bool) -> None:
     """comms (awareness and invitations) and the naive loop to the SendGrid contract at 0 and
-    ``latency`` s, as ratios (the naive loop sends at most ``naive_max`` with latency: its rate
-    is steady)."""
-    global LATENCY
+    ``latency`` s, as ratios (the naive loop is one request at a time: N / 6.7 s at 150 ms, so
+    at most 300 of them)."""
     with work_folder(keep) as work:
         say(f"SendGrid contract, N = {n:,}, {os.cpu_count()} CPUs; work folder {work}")
-        rows = []
-        for LATENCY in (0.0, latency):
-            folder = work / f"latency-{LATENCY:g}"
-            folder.mkdir()
-            # the naive loop is one request at a time: N / 6.7 s at 150 ms, so fewer of them
-            naive_n = n if LATENCY == 0 else min(n, naive_max)
-            for size, part in ((n, slice(0, 1)), (naive_n, slice(1, 2)), (n, slice(5, 6))):
-                (folder / str(part.start)).mkdir()
-                for run in bench(size, folder / str(part.start), part):
-                    rows.append((LATENCY, run))
-        say("")
-        say("| latency | sender | to | N | received | msgs/s | CPU ms/msg |")
-        say("|---|---|---|---|---|---|---|")
-        for at, run in rows:
-            say(f"| {at * 1000:g} ms | {run.tool} | {run.target} | {run.n:,} | {run.received:,} | "
-                f"{run.send_rate:,.0f} | {run.cpu_ms:.3f} |")
-        say("")
+        rows = at_latencies("sendgrid", latency, n, work, [
+            (slice(0, 1), False), (slice(1, 2), True), (slice(5, 6), False)], 300)
 
         def row(at: float, tool: str, target: str) -> Run:
             return next(r for a, r in rows if a == at and (r.tool, r.target) == (tool, target))
@@ -544,30 +555,14 @@ def latency_runs(latency: float, n: int, keep: bool, naive_max: int = 300) -> No
             f"({fast.cpu_ms:.3f})")
 
 
-def smtp_latency_runs(latency: float, n: int, keep: bool, baseline_max: int = 300) -> None:
+def smtp_latency_runs(latency: float, n: int, keep: bool) -> None:
     """comms, the naive loop and mailmerge over SMTP at 0 and with the server taking
-    ``latency`` s to accept each message (the baselines send at most ``baseline_max`` with
-    latency: one message at a time, their rate is steady)."""
-    global SMTP_LATENCY
+    ``latency`` s to accept each message (the baselines send one at a time: at most 300)."""
     check_tools()
     with work_folder(keep) as work:
         say(f"SMTP, N = {n:,}, {os.cpu_count()} CPUs; work folder {work}")
-        rows = []
-        for SMTP_LATENCY in (0.0, latency):
-            folder = work / f"smtp-latency-{SMTP_LATENCY:g}"
-            folder.mkdir()
-            slow_n = n if SMTP_LATENCY == 0 else min(n, baseline_max)
-            for size, part in ((n, slice(2, 3)), (slow_n, slice(3, 4)), (slow_n, slice(4, 5))):
-                (folder / str(part.start)).mkdir()
-                for run in bench(size, folder / str(part.start), part):
-                    rows.append((SMTP_LATENCY, run))
-        say("")
-        say("| latency | sender | N | received | msgs/s | CPU ms/msg |")
-        say("|---|---|---|---|---|---|")
-        for at, run in rows:
-            say(f"| {at * 1000:g} ms | {run.tool} | {run.n:,} | {run.received:,} | "
-                f"{run.send_rate:,.0f} | {run.cpu_ms:.3f} |")
-        say("")
+        rows = at_latencies("smtp", latency, n, work, [
+            (slice(2, 3), False), (slice(3, 4), True), (slice(4, 5), True)], 300)
         for at in (0.0, latency):
             comms, naive, mailmerge = (next(r for a, r in rows if a == at and r.tool == tool)
                                        for tool in ("comms", "naive", "mailmerge"))
