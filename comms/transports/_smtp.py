@@ -150,21 +150,12 @@ class Session:
         """MAIL, RCPT, DATA for one prepared message, as ``smtp._transmit`` on a thread: the
         same exceptions, and ``AmbiguousError`` when the reply to the final dot is lost."""
         encoding = "utf-8" if options else "ascii"
-        suffix = "".join(f" {option}" for option in options)
+        mail = f"MAIL FROM:<{sender}>{''.join(f' {option}' for option in options)}"
         async with asyncio.timeout(timeout):
-            code, text = await self.command(f"MAIL FROM:<{sender}>{suffix}", encoding)
-            if code != 250:
-                await self._reset(code)
-                raise smtplib.SMTPSenderRefused(code, text, sender)
-            for recipient in recipients:  # a message to a pair goes to both or to neither
-                code, text = await self.command(f"RCPT TO:<{recipient}>", encoding)
-                if code not in (250, 251):
-                    await self._reset(code)
-                    raise smtplib.SMTPRecipientsRefused({recipient: (code, text)})
-            code, text = await self.command("DATA")
-            if code != 354:
-                await self._reset(code)
-                raise smtplib.SMTPDataError(code, text)
+            if "pipelining" in self.features:
+                await self._envelope_at_once(mail, sender, recipients, encoding)
+            else:
+                await self._envelope(mail, sender, recipients, encoding)
         if self.closed:  # the dot cannot go: the server cannot have the message
             raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
         self._writer.write(raw + (b".\r\n" if raw.endswith(b"\r\n") else b"\r\n.\r\n"))
@@ -179,6 +170,46 @@ class Session:
             await self._reset(code)
             raise smtplib.SMTPDataError(code, text)
 
+    async def _envelope(self, mail: str, sender: str, recipients: list[str],
+                        encoding: str) -> None:
+        """MAIL, each RCPT, DATA: each command once the last one's reply is in."""
+        code, text = await self.command(mail, encoding)
+        if code != 250:
+            await self._reset(code)
+            raise smtplib.SMTPSenderRefused(code, text, sender)
+        for recipient in recipients:  # a message to a pair goes to both or to neither
+            code, text = await self.command(f"RCPT TO:<{recipient}>", encoding)
+            if code not in (250, 251):
+                await self._reset(code)
+                raise smtplib.SMTPRecipientsRefused({recipient: (code, text)})
+        code, text = await self.command("DATA")
+        if code != 354:
+            await self._reset(code)
+            raise smtplib.SMTPDataError(code, text)
+
+    async def _envelope_at_once(self, mail: str, sender: str, recipients: list[str],
+                                encoding: str) -> None:
+        """The same commands in one write, then their replies in order (RFC 2920 PIPELINING,
+        where the server offers it): one round trip where there were two or more. Refusals
+        raise as :meth:`_envelope` raises them. A server that would take the message for the
+        others of a pair when one is refused is never given it: the session is closed."""
+        commands = [mail, *(f"RCPT TO:<{recipient}>" for recipient in recipients), "DATA"]
+        self._writer.write("".join(f"{command}\r\n" for command in commands).encode(encoding))
+        replies = []
+        for _ in commands:
+            replies.append(await self.reply())
+            if replies[-1][0] == 421:  # the server is closing: no more replies will come
+                break
+        refused = _first_refusal(sender, recipients, replies)
+        if refused is None:
+            return
+        code, refusal = refused
+        if len(replies) < len(commands) or replies[-1][0] == 354:
+            self.close()  # told it is closing, or mid-DATA: nothing is taken when it drops
+        else:
+            await self._reset(code)
+        raise refusal
+
     async def _reset(self, code: int) -> None:
         """After a refusal: RSET, or close on 421 (the server is going away), as smtplib does."""
         if code == 421:
@@ -188,3 +219,18 @@ class Session:
             await self.command("RSET")
         except smtplib.SMTPServerDisconnected:
             pass
+
+
+def _first_refusal(sender: str, recipients: list[str], replies: list[tuple[int, bytes]]
+                   ) -> tuple[int, smtplib.SMTPException] | None:
+    """The first refusal among the replies to MAIL, each RCPT and DATA, as the exception the
+    one-at-a-time envelope raises for it, with its code (a reply that never came: 421)."""
+    for n in range(len(recipients) + 2):
+        code, text = replies[n] if n < len(replies) else (421, b"closing")
+        if n == 0 and code != 250:
+            return code, smtplib.SMTPSenderRefused(code, text, sender)
+        if 0 < n <= len(recipients) and code not in (250, 251):
+            return code, smtplib.SMTPRecipientsRefused({recipients[n - 1]: (code, text)})
+        if n == len(recipients) + 1 and code != 354:
+            return code, smtplib.SMTPDataError(code, text)
+    return None

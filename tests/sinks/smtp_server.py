@@ -54,12 +54,15 @@ class SmtpSink:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, log: Path | str | None = None,
                  auth: tuple[str, str] | None = None, tls_context: ssl.SSLContext | None = None,
                  require_starttls: bool = False, implicit_tls: bool = False,
-                 latency: float = 0.0, keep: bool = True) -> None:
+                 latency: float = 0.0, keep: bool = True, pipelining: bool = True) -> None:
         """``tls_context`` offers STARTTLS, or with ``implicit_tls`` wraps every connection;
         ``latency`` seconds pass between taking a message and answering its final dot (as a
         relay across a network takes), without holding up other connections. ``keep=False``:
-        the log is the only record (``messages`` stays empty)."""
+        the log is the only record (``messages`` stays empty). ``pipelining`` offers RFC 2920
+        PIPELINING in the EHLO reply, as Postfix and Exchange do (aiosmtpd reads commands in
+        order either way)."""
         self.latency = latency
+        self.pipelining = pipelining
         self.keep = keep
         self.messages: list[Received] = []
         self.connections = 0
@@ -205,6 +208,13 @@ class _CountingSMTP(SMTP):
 class _Handler:
     def __init__(self, sink: SmtpSink) -> None:
         self.sink = sink
+
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope,
+                          hostname: str, responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        if self.sink.pipelining:
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]
+        return responses
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:

@@ -20,6 +20,7 @@ import pytest
 
 from comms.errors import PermanentError, TransientError
 from comms.transports import SmtpTransport, Transport
+from comms.transports.base import Address
 from tests.sinks.smtp_server import SmtpSink
 
 from .conftest import Tls
@@ -28,10 +29,14 @@ from .helpers import API_KEY, OnALoop, invite, make_message
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(params=["threads", "event loop"])
+ONE_AT_A_TIME = "event loop, no pipelining"
+
+
+@pytest.fixture(params=["threads", "event loop", ONE_AT_A_TIME])
 def through(request: pytest.FixtureRequest) -> str:
-    """Each test once through ``SmtpTransport.send`` (a connection per thread) and once through
-    its async sender (the sessions of the dispatcher's event loop)."""
+    """Each test once through ``SmtpTransport.send`` (a connection per thread), and through
+    its async sender (the sessions of the dispatcher's event loop), which pipelines where the
+    server offers it: with the ``smtp_sink`` fixture, once where it does and once where not."""
     return str(request.param)
 
 
@@ -41,6 +46,7 @@ def via(through: str, transport: SmtpTransport) -> SmtpTransport:
 
 @pytest.fixture
 def transport(smtp_sink: SmtpSink, through: str) -> Iterator[SmtpTransport]:
+    smtp_sink.pipelining = through != ONE_AT_A_TIME
     t = via(through, SmtpTransport("127.0.0.1", smtp_sink.port, timeout=5))
     yield t
     t.close()
@@ -376,3 +382,55 @@ def test_reconnects_once_after_an_idle_connection_was_reset(through: str) -> Non
         assert was_reset.wait(10)
         assert transport.send(make_message(2)) == "<send-2@comms.example.org>"
         transport.close()
+
+
+def test_a_pair_with_one_recipient_refused_reaches_neither(transport: SmtpTransport,
+                                                           smtp_sink: SmtpSink) -> None:
+    """An introduction goes to both people or to neither, even where the server would take the
+    message for the one it accepted (DATA answered 354 after a pipelined RCPT was refused)."""
+    mentor = Address(email="mentor1@example.org", name="A Mentor")
+    smtp_sink.refuse("mentor1@example.org", "550 5.1.1 No such user here")
+    with pytest.raises(PermanentError, match="recipient mentor1@example.org refused"):
+        transport.send(make_message(1, also_to=(mentor,)))
+    assert smtp_sink.messages == []
+    transport.send(make_message(2))
+    assert [m.rcpt_tos for m in smtp_sink.messages] == [["person2@example.org"]]
+
+
+def test_the_async_sender_sends_the_envelope_at_once_where_the_server_pipelines() -> None:
+    """A server offering PIPELINING that answers nothing until the envelope's last command
+    has arrived: a client waiting on each reply would never get one."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        envelopes: list[list[bytes]] = []
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            with conn, conn.makefile("rb") as lines:
+                conn.sendall(b"220 ready\r\n")
+                assert lines.readline().startswith(b"EHLO")
+                conn.sendall(b"250-relay.example\r\n250 PIPELINING\r\n")
+                envelope = [lines.readline() for _ in range(3)]  # MAIL, RCPT, DATA
+                envelopes.append(envelope)
+                conn.sendall(b"250 ok\r\n250 ok\r\n354 go on\r\n")
+                while lines.readline() != b".\r\n":
+                    pass
+                conn.sendall(b"250 taken\r\n")
+                assert lines.readline().startswith(b"QUIT")
+                conn.sendall(b"221 bye\r\n")
+
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        transport = SmtpTransport("127.0.0.1", listener.getsockname()[1], timeout=5)
+
+        async def main() -> str:
+            sender = transport.open_async()
+            sent = await sender.send(make_message(1))
+            await sender.close()
+            return sent
+
+        assert asyncio.run(asyncio.wait_for(main(), 10)) == "<send-1@comms.example.org>"
+        server.join(10)
+        assert [[line.split(b":")[0] for line in e] for e in envelopes] == [
+            [b"MAIL FROM", b"RCPT TO", b"DATA\r\n"]]
