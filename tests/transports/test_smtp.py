@@ -326,6 +326,19 @@ def _answer(conn: socket.socket, *, until: bytes = b"", messages: int = 0) -> No
             conn.sendall(b"354 go on\r\n" if in_data else b"250 ok\r\n")
 
 
+def _one_on_a_loop(port: int, timeout: float) -> str:
+    """Message 1 through a new async sender of a transport to ``port``, closed after."""
+    transport = SmtpTransport("127.0.0.1", port, timeout=timeout)
+
+    async def main() -> str:
+        sender = transport.open_async()
+        sent = await sender.send(make_message(1))
+        await sender.close()
+        return sent
+
+    return asyncio.run(asyncio.wait_for(main(), 10))
+
+
 def test_closing_the_async_sender_does_not_wait_on_a_server_gone_quiet() -> None:
     """A server that takes a message and then never answers QUIT: the session is given up
     after the timeout when the sender closes."""
@@ -341,15 +354,7 @@ def test_closing_the_async_sender_does_not_wait_on_a_server_gone_quiet() -> None
 
         server = threading.Thread(target=serve, daemon=True)
         server.start()
-        transport = SmtpTransport("127.0.0.1", listener.getsockname()[1], timeout=0.2)
-
-        async def main() -> str:
-            sender = transport.open_async()
-            sent = await sender.send(make_message(1))
-            await sender.close()
-            return sent
-
-        assert asyncio.run(asyncio.wait_for(main(), 10)) == "<send-1@comms.example.org>"
+        assert _one_on_a_loop(listener.getsockname()[1], 0.2) == "<send-1@comms.example.org>"
         server.join(10)
         assert not server.is_alive()
 
@@ -422,15 +427,7 @@ def test_the_async_sender_sends_the_envelope_at_once_where_the_server_pipelines(
 
         server = threading.Thread(target=serve, daemon=True)
         server.start()
-        transport = SmtpTransport("127.0.0.1", listener.getsockname()[1], timeout=5)
-
-        async def main() -> str:
-            sender = transport.open_async()
-            sent = await sender.send(make_message(1))
-            await sender.close()
-            return sent
-
-        assert asyncio.run(asyncio.wait_for(main(), 10)) == "<send-1@comms.example.org>"
+        assert _one_on_a_loop(listener.getsockname()[1], 5) == "<send-1@comms.example.org>"
         server.join(10)
         assert [[line.split(b":")[0] for line in e] for e in envelopes] == [
             [b"MAIL FROM", b"RCPT TO", b"DATA\r\n"]]
